@@ -1,0 +1,1 @@
+"""Plant identification: provider clients, circuit breakers, the combined service and its API."""

@@ -1,0 +1,173 @@
+"""The base provider client: per-thread HTTP sessions, timeouts, the breaker and outcome mapping."""
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+from apps.plant_identification.breakers import ProviderCircuitBreaker, breaker_for
+from apps.plant_identification.exceptions import (
+    ProviderAuthError,
+    ProviderError,
+    ProviderRateLimitedError,
+    ProviderRejectedRequestError,
+    ProviderResponseError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
+from apps.plant_identification.types import IdentifyRequest, Provider, ProviderAnswer
+
+logger = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5.0
+CACHE_VERSION = "v1"  # bump when parsing changes what a cached answer holds
+ERROR_EXCERPT = 200
+
+# requests does not document Session as thread-safe: one session per provider per thread.
+_thread_sessions = threading.local()
+
+
+@dataclass(frozen=True)
+class OutboundRequest:
+    """A provider request, before the HTTP layer sends it."""
+
+    method: str
+    path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict)
+    json: Any = None
+    data: Any = None
+    files: Any = None
+
+
+class BaseProviderClient:
+    """Shared mechanics of every provider client.
+
+    Subclasses set ``provider`` and implement the three provider-specific hooks:
+    ``build_request(request)``, ``parse_response(payload)`` and, optionally,
+    ``answer_for_error(response)`` (an HTTP error that is really an answer, e.g. "no species").
+    They never catch ``requests`` exceptions or map status codes; this class does, once.
+    """
+
+    provider: Provider
+
+    def __init__(self, *, api_key: str, base_url: str, timeout: float,
+                 breaker: ProviderCircuitBreaker | None = None) -> None:
+        self.api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.breaker = breaker or breaker_for(self.provider)
+
+    # ------------------------------------------------------------------ hooks
+    def build_request(self, request: IdentifyRequest) -> OutboundRequest:
+        """Return the HTTP request that asks this provider to identify ``request``."""
+        raise NotImplementedError
+
+    def parse_response(self, payload: Any) -> ProviderAnswer:
+        """Turn a 2xx JSON payload into an answer; raise KeyError/TypeError/ValueError if malformed."""
+        raise NotImplementedError
+
+    def answer_for_error(self, response: requests.Response) -> ProviderAnswer | None:
+        """Return an answer for an error status that means "answered, nothing found"; None otherwise."""
+        return None
+
+    # ------------------------------------------------------------------ public
+    def identify(self, request: IdentifyRequest) -> ProviderAnswer:
+        """Ask the provider to identify ``request``; raise a ``ProviderError`` subclass on any failure."""
+        return self.send(self.build_request(request))
+
+    def send(self, outbound: OutboundRequest) -> ProviderAnswer:
+        """Send a built request through the breaker and map every outcome to an answer or an error."""
+        with self.breaker.protect():
+            response = self._send(outbound)
+            return self._interpret(response)
+
+    def cache_key(self, outbound: OutboundRequest) -> str:
+        """A key naming everything sent that can change the answer (never the API key)."""
+        digest = hashlib.sha256()
+        for part in (CACHE_VERSION, self.provider.value, self.base_url, outbound.method, outbound.path):
+            digest.update(part.encode() + b"\0")
+        params = {name: value for name, value in outbound.params.items() if name != "api-key"}
+        fields = {"params": params, "json": outbound.json, "data": outbound.data}
+        digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
+        for name, (filename, content, content_type) in outbound.files or ():
+            digest.update(f"\0{name}:{filename}:{content_type}:".encode())
+            digest.update(hashlib.sha256(content).digest())
+        return f"plantid:answer:{self.provider.value}:{digest.hexdigest()}"
+
+    # ------------------------------------------------------------------ mechanics
+    @property
+    def session(self) -> requests.Session:
+        """This thread's session for this provider: kept across requests, never shared between threads."""
+        sessions = getattr(_thread_sessions, "by_provider", None)
+        if sessions is None:
+            sessions = _thread_sessions.by_provider = {}
+        if self.provider not in sessions:
+            sessions[self.provider] = requests.Session()
+        return sessions[self.provider]
+
+    def _send(self, outbound: OutboundRequest) -> requests.Response:
+        started = time.monotonic()
+        try:
+            response = self.session.request(
+                outbound.method, f"{self.base_url}{outbound.path}", params=outbound.params,
+                headers=outbound.headers, json=outbound.json, data=outbound.data, files=outbound.files,
+                timeout=(min(CONNECT_TIMEOUT, self.timeout), self.timeout),
+            )
+        except requests.Timeout as exc:
+            raise self._error(ProviderTimeoutError, f"no answer within {self.timeout:g}s") from exc
+        except requests.RequestException as exc:
+            raise self._error(ProviderUnavailableError, f"request failed ({type(exc).__name__})") from exc
+        logger.info("provider=%s status=%s latency_ms=%d", self.provider.value, response.status_code,
+                    (time.monotonic() - started) * 1000)
+        return response
+
+    def _interpret(self, response: requests.Response) -> ProviderAnswer:
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                return self.parse_response(response.json())
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                raise self._error(ProviderResponseError, f"malformed {status} body ({type(exc).__name__})",
+                                  status) from exc
+        answer = self.answer_for_error(response)
+        if answer is not None:
+            return answer
+        detail = f"HTTP {status}: {self._excerpt(response)}"
+        if status == 429:
+            raise ProviderRateLimitedError(self.provider.value, self.redact(detail),
+                                           retry_after=retry_after_seconds(response))
+        if status in (401, 403):
+            raise self._error(ProviderAuthError, detail, status)
+        if 400 <= status < 500:
+            raise self._error(ProviderRejectedRequestError, detail, status)
+        raise self._error(ProviderUnavailableError, detail, status)
+
+    def _error(self, cls: type[ProviderError], message: str, status: int | None = None) -> ProviderError:
+        return cls(self.provider.value, self.redact(message), status_code=status)
+
+    @staticmethod
+    def _excerpt(response: requests.Response) -> str:
+        return " ".join(response.text[:ERROR_EXCERPT].split())
+
+    def redact(self, text: str) -> str:
+        """Remove this client's API key from ``text``."""
+        return text.replace(self.api_key, "[redacted]") if self.api_key else text
+
+
+_RATELIMIT_RESET = re.compile(r"(?:^|[;,\s])t=(\d+)")
+
+
+def retry_after_seconds(response: requests.Response) -> float | None:
+    """Seconds to wait from ``Retry-After`` (delta form) or an IETF ``RateLimit`` header's ``t``."""
+    header = response.headers.get("Retry-After", "").strip()
+    if header.isdigit():
+        return float(header)
+    match = _RATELIMIT_RESET.search(response.headers.get("RateLimit", ""))
+    return float(match.group(1)) if match else None

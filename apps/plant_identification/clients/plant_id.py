@@ -1,0 +1,103 @@
+"""Plant.id v3 specifics: Api-Key auth, base64 JSON payload with health in the same call, parsing."""
+
+import base64
+from typing import Any
+
+from apps.plant_identification.clients.base import BaseProviderClient, OutboundRequest
+from apps.plant_identification.types import IdentifyRequest, Provider, ProviderAnswer, Suggestion
+
+# Plant and disease detail views share one `details` list (upstream_apis.md A.2).
+DETAILS = (
+    "common_names,url,description,taxonomy,synonyms,image,edible_parts,watering,propagation_methods,"
+    "best_watering,best_light_condition,best_soil_type,toxicity,gbif_id,"
+    "local_name,treatment,classification,cause"
+)
+LANGUAGE = "en"
+PLANT_DETAIL_KEYS = (
+    "url", "synonyms", "edible_parts", "watering", "propagation_methods", "best_watering",
+    "best_light_condition", "best_soil_type", "toxicity", "gbif_id",
+)
+DISEASE_DETAIL_KEYS = ("local_name", "description", "treatment", "classification", "cause", "common_names", "url")
+
+
+def _value(view: Any) -> Any:
+    """Unwrap a ``{value, citation, ...}`` detail view; pass plain values and null through."""
+    return view.get("value") if isinstance(view, dict) else view
+
+
+class PlantIdClient(BaseProviderClient):
+    """Plant.id v3: ``POST /identification`` (201), plain-text errors."""
+
+    provider = Provider.PLANT_ID
+
+    def build_request(self, request: IdentifyRequest) -> OutboundRequest:
+        body: dict[str, Any] = {
+            "images": [base64.b64encode(image.data).decode("ascii") for image in request.images],
+            "similar_images": True,
+        }
+        if request.include_diseases:
+            body["health"] = "all"  # one call, one extra credit: no second /health_assessment call
+        if request.latitude is not None and request.longitude is not None:
+            body["latitude"], body["longitude"] = request.latitude, request.longitude
+        return OutboundRequest(
+            method="POST", path="/identification", params={"details": DETAILS, "language": LANGUAGE},
+            headers={"Api-Key": self.api_key}, json=body,
+        )
+
+    def parse_response(self, payload: Any) -> ProviderAnswer:
+        result = payload["result"]
+        is_plant = result.get("is_plant")
+        suggestions = result["classification"]["suggestions"]
+        if isinstance(suggestions, dict):  # classification_raw form
+            suggestions = suggestions.get("species") or []
+        parsed = tuple(self._suggestion(item) for item in suggestions)
+        if is_plant is not None and is_plant.get("binary") is False:
+            parsed = ()
+        return ProviderAnswer(
+            provider=self.provider, suggestions=parsed, raw=payload,
+            is_plant={"probability": is_plant.get("probability"), "binary": is_plant.get("binary")}
+            if is_plant else None,
+            health=self._health(result),
+        )
+
+    @staticmethod
+    def _suggestion(item: dict[str, Any]) -> Suggestion:
+        details = item.get("details") or {}
+        taxonomy = details.get("taxonomy") or {}
+        extra = {key: details.get(key) for key in PLANT_DETAIL_KEYS if details.get(key) is not None}
+        extra.update({
+            "plant_id_entity": item.get("id"),
+            "description": _value(details.get("description")),
+            "image": _value(details.get("image")),
+            "similar_images": [
+                {key: image.get(key) for key in ("url", "url_small", "similarity", "citation", "license_name")}
+                for image in item.get("similar_images") or []
+            ],
+        })
+        return Suggestion(
+            scientific_name=item["name"],
+            score=float(item["probability"]),
+            common_names=tuple(details.get("common_names") or ()),
+            family=taxonomy.get("family"),
+            genus=taxonomy.get("genus"),
+            details=extra,
+        )
+
+    @staticmethod
+    def _health(result: dict[str, Any]) -> dict[str, Any] | None:
+        is_healthy = result.get("is_healthy")
+        disease = result.get("disease")
+        if is_healthy is None and disease is None:
+            return None
+        diseases = []
+        for item in (disease or {}).get("suggestions") or []:
+            details = item.get("details") or {}
+            entry = {"name": item["name"], "probability": float(item["probability"])}
+            entry.update({key: details[key] for key in DISEASE_DETAIL_KEYS if details.get(key) is not None})
+            diseases.append(entry)
+        return {
+            "is_healthy": {"probability": is_healthy.get("probability"), "binary": is_healthy.get("binary")}
+            if is_healthy else None,
+            "diseases": diseases,
+            "question": (disease or {}).get("question"),
+        }

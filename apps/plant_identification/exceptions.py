@@ -1,0 +1,70 @@
+"""Domain errors: every way a provider call can fail, classified (imports neither DRF nor pybreaker)."""
+
+
+class PlantIdentificationError(Exception):
+    """Root of every plant identification error."""
+
+
+class ProviderError(PlantIdentificationError):
+    """A provider call failed; ``counts_as_outage`` tells the breaker whether to count it."""
+
+    counts_as_outage = False
+
+    def __init__(self, provider: str, message: str, *, status_code: int | None = None) -> None:
+        super().__init__(f"{provider}: {message}")
+        self.provider = provider
+        self.status_code = status_code
+        self.message = message
+
+
+class ProviderTimeoutError(ProviderError):
+    """The provider did not answer within its timeout."""
+
+    counts_as_outage = True
+
+
+class ProviderUnavailableError(ProviderError):
+    """The provider could not be reached or answered with a 5xx."""
+
+    counts_as_outage = True
+
+
+class ProviderResponseError(ProviderError):
+    """The provider answered 2xx with a body we cannot parse."""
+
+    counts_as_outage = True
+
+
+class ProviderRateLimitedError(ProviderError):
+    """The provider refused for quota or credits (429); ``retry_after`` in seconds when known."""
+
+    def __init__(self, provider: str, message: str, *, status_code: int | None = 429,
+                 retry_after: float | None = None) -> None:
+        super().__init__(provider, message, status_code=status_code)
+        self.retry_after = retry_after
+
+
+class ProviderAuthError(ProviderError):
+    """The provider refused our credentials (401/403): a configuration fault."""
+
+
+class ProviderRejectedRequestError(ProviderError):
+    """The provider refused the request as invalid (400/413/415): the caller's input."""
+
+
+class ProviderCircuitOpenError(ProviderError):
+    """The provider's circuit is open; ``retry_after`` is the seconds until a trial is allowed."""
+
+    def __init__(self, provider: str, *, retry_after: float | None = None) -> None:
+        super().__init__(provider, "circuit open")
+        self.retry_after = retry_after
+
+
+class NoProviderAvailableError(PlantIdentificationError):
+    """No provider could answer; carries every provider's outcome and the earliest retry time."""
+
+    def __init__(self, message: str, outcomes: tuple, retry_after: int) -> None:
+        super().__init__(message)
+        self.message = message
+        self.outcomes = outcomes
+        self.retry_after = retry_after

@@ -1,0 +1,89 @@
+"""Persisted records: identifications, each provider's part in them, circuits and their history."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+
+from apps.plant_identification.types import Provider, ProviderStatus
+
+PROVIDER_CHOICES = [(p.value, p.value) for p in Provider]
+
+
+class Identification(models.Model):
+    """One answered identification request and the merged answer we gave."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="plant_identifications",
+    )
+    image_count = models.PositiveSmallIntegerField()
+    image_hashes = models.JSONField(default=list, help_text="sha256 of each image forwarded")
+    organs = models.JSONField(default=list)
+    include_diseases = models.BooleanField(default=True)
+    latitude = models.FloatField(null=True, blank=True)
+    longitude = models.FloatField(null=True, blank=True)
+    degraded = models.BooleanField(default=False, db_index=True)
+    message = models.TextField(null=True, blank=True)
+    is_plant = models.JSONField(null=True, blank=True)
+    suggestions = models.JSONField(default=list)
+    health = models.JSONField(null=True, blank=True)
+    top_scientific_name = models.CharField(max_length=255, blank=True, db_index=True)
+    scientific_names = models.TextField(blank=True, help_text="every suggested name, for search")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.top_scientific_name or 'no match'} ({self.created_at:%Y-%m-%d %H:%M})"
+
+
+class ProviderResult(models.Model):
+    """How one provider took part in one identification, with its raw payload (never a secret)."""
+
+    identification = models.ForeignKey(Identification, on_delete=models.CASCADE, related_name="provider_results")
+    provider = models.CharField(max_length=32, choices=PROVIDER_CHOICES)
+    status = models.CharField(max_length=32, choices=[(s.value, s.value) for s in ProviderStatus], db_index=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    cached = models.BooleanField(default=False)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error_class = models.CharField(max_length=64, blank=True)
+    error_detail = models.TextField(blank=True)
+    raw_payload = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["provider"]
+        constraints = [
+            models.UniqueConstraint(fields=["identification", "provider"], name="one_result_per_provider"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.provider}: {self.status}"
+
+
+class Circuit(models.Model):
+    """One provider's circuit; its live state is in the breaker storage, its history in events."""
+
+    provider = models.CharField(max_length=32, choices=PROVIDER_CHOICES, primary_key=True)
+
+    def __str__(self) -> str:
+        return self.provider
+
+
+class CircuitEvent(models.Model):
+    """A circuit state transition, as seen by the worker that made it."""
+
+    circuit = models.ForeignKey(Circuit, on_delete=models.CASCADE, related_name="events")
+    created_at = models.DateTimeField(db_index=True)
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16)
+    fail_count = models.PositiveIntegerField(default=0)
+    worker = models.CharField(max_length=128, blank=True, help_text="host:pid that made the transition")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.circuit_id}: {self.from_state or '?'} -> {self.to_state}"

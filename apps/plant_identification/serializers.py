@@ -1,0 +1,94 @@
+"""Request validation for identify and the JSON shape of an identification (CONTRACT §2)."""
+
+from django.conf import settings
+from rest_framework import serializers
+
+from apps.plant_identification.images import ImageRejectedError, image_load
+from apps.plant_identification.models import Identification
+from apps.plant_identification.types import IdentifyRequest, Organ, Provider
+
+
+class PayloadTooLargeError(serializers.ValidationError):
+    """An upload over a configured size limit (413)."""
+
+    status_code = 413
+    default_code = "payload_too_large"
+
+
+class IdentifyInputSerializer(serializers.Serializer):
+    """Validates a multipart identify request into an ``IdentifyRequest``; no provider is called here."""
+
+    images = serializers.ListField(child=serializers.FileField(allow_empty_file=True), allow_empty=False)
+    organs = serializers.ListField(child=serializers.ChoiceField(choices=[o.value for o in Organ]), required=False)
+    include_diseases = serializers.BooleanField(required=False, default=True)
+    latitude = serializers.FloatField(required=False, min_value=-90, max_value=90, allow_null=True, default=None)
+    longitude = serializers.FloatField(required=False, min_value=-180, max_value=180, allow_null=True,
+                                       default=None)
+
+    @classmethod
+    def from_request(cls, request) -> "IdentifyInputSerializer":
+        """Read ``images`` (or its alias ``image``) and repeated or comma-separated ``organs``."""
+        data = {key: request.data.get(key) for key in ("include_diseases", "latitude", "longitude")
+                if request.data.get(key) not in (None, "")}
+        data["images"] = request.FILES.getlist("images") or request.FILES.getlist("image")
+        organs = [part.strip() for value in request.data.getlist("organs") for part in value.split(",")]
+        if any(organs):
+            data["organs"] = organs
+        return cls(data=data)
+
+    def validate_images(self, uploads):
+        limit = settings.IDENTIFY_MAX_IMAGES
+        if len(uploads) > limit:
+            raise serializers.ValidationError(f"Send at most {limit} images of the same plant.")
+        total = sum(upload.size or 0 for upload in uploads)
+        if total > settings.IDENTIFY_MAX_REQUEST_BYTES:
+            raise PayloadTooLargeError(f"The upload is larger than {settings.IDENTIFY_MAX_REQUEST_BYTES} bytes.")
+        loaded = []
+        for upload in uploads:
+            try:
+                loaded.append(image_load(upload))
+            except ImageRejectedError as exc:
+                if exc.too_large:
+                    raise PayloadTooLargeError(str(exc)) from exc
+                raise serializers.ValidationError(str(exc)) from exc
+        return loaded
+
+    def validate(self, attrs):
+        organs = attrs.get("organs") or [Organ.AUTO.value] * len(attrs["images"])
+        if len(organs) != len(attrs["images"]):
+            raise serializers.ValidationError({"organs": "Give one organ per image, in the same order."})
+        if (attrs.get("latitude") is None) != (attrs.get("longitude") is None):
+            raise serializers.ValidationError({"latitude": "Send latitude and longitude together."})
+        attrs["organs"] = organs
+        return attrs
+
+    def to_identify_request(self) -> IdentifyRequest:
+        """The validated request, ready for the providers."""
+        data = self.validated_data
+        return IdentifyRequest(
+            images=tuple(data["images"]), organs=tuple(Organ(o) for o in data["organs"]),
+            include_diseases=data["include_diseases"], latitude=data.get("latitude"),
+            longitude=data.get("longitude"),
+        )
+
+
+class IdentificationOutputSerializer(serializers.ModelSerializer):
+    """The identify response body, the same when the identification is read back later."""
+
+    providers = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Identification
+        fields = ["id", "created_at", "degraded", "message", "is_plant", "suggestions", "health", "providers"]
+
+    def get_providers(self, identification: Identification) -> dict[str, dict]:
+        results = {result.provider: result for result in identification.provider_results.all()}
+        body = {}
+        for provider in Provider:
+            result = results.get(provider.value)
+            body[provider.value] = {
+                "status": result.status if result else "not_configured",
+                "latency_ms": result.latency_ms if result else None,
+                "cached": result.cached if result else False,
+            }
+        return body

@@ -1,0 +1,1 @@
+"""Services: the business logic behind the views (identify, persist)."""

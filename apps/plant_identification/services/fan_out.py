@@ -1,0 +1,105 @@
+"""Calling every configured provider in parallel under one deadline, each outcome classified."""
+
+import logging
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+
+from django.conf import settings
+from django.core.cache import cache
+
+from apps.plant_identification.clients import BaseProviderClient
+from apps.plant_identification.exceptions import (
+    ProviderAuthError,
+    ProviderCircuitOpenError,
+    ProviderError,
+    ProviderRateLimitedError,
+    ProviderTimeoutError,
+)
+from apps.plant_identification.types import IdentifyRequest, Provider, ProviderOutcome, ProviderStatus
+
+logger = logging.getLogger(__name__)
+
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def provider_executor() -> ThreadPoolExecutor:
+    """The process's provider-call thread pool, created on first use (after gunicorn forks).
+
+    Long-lived so each thread keeps its HTTP sessions (and their TLS connections) across requests.
+    """
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=settings.IDENTIFY_MAX_WORKERS,
+                                           thread_name_prefix="provider")
+        return _executor
+
+
+def _cache_ttl(provider: Provider) -> int:
+    return getattr(settings, f"{provider.name}_CACHE_TTL")
+
+
+def _failure_status(exc: ProviderError) -> ProviderStatus:
+    if isinstance(exc, ProviderCircuitOpenError):
+        return ProviderStatus.CIRCUIT_OPEN
+    if isinstance(exc, ProviderRateLimitedError):
+        return ProviderStatus.QUOTA_EXHAUSTED
+    if isinstance(exc, ProviderTimeoutError):
+        return ProviderStatus.TIMEOUT
+    return ProviderStatus.ERROR
+
+
+def provider_call(client: BaseProviderClient, request: IdentifyRequest) -> ProviderOutcome:
+    """Answer from cache or from the provider; every failure becomes an outcome, never an exception."""
+    started = time.monotonic()
+
+    def elapsed_ms() -> int:
+        return round((time.monotonic() - started) * 1000)
+
+    provider = client.provider
+    try:
+        outbound = client.build_request(request)
+        key = client.cache_key(outbound)
+        answer = cache.get(key)
+        if answer is not None:
+            return ProviderOutcome(provider, answer.status, answer=answer, latency_ms=elapsed_ms(), cached=True)
+        answer = client.send(outbound)
+        cache.set(key, answer, _cache_ttl(provider))
+        return ProviderOutcome(provider, answer.status, answer=answer, latency_ms=elapsed_ms())
+    except ProviderError as exc:
+        if isinstance(exc, ProviderAuthError):
+            logger.error("%s rejected our credentials (%s): check %s_API_KEY", provider.value, exc.message,
+                         provider.name)
+        else:
+            logger.warning("%s failed: %s", provider.value, exc)
+        return ProviderOutcome(
+            provider, _failure_status(exc), latency_ms=elapsed_ms(), error_class=type(exc).__name__,
+            error_detail=exc.message, http_status=exc.status_code, retry_after=getattr(exc, "retry_after", None),
+        )
+    except Exception as exc:  # a bug must cost one provider's answer, not the request
+        logger.exception("%s call raised unexpectedly", provider.value)
+        return ProviderOutcome(provider, ProviderStatus.ERROR, latency_ms=elapsed_ms(),
+                               error_class=type(exc).__name__, error_detail="internal error")
+
+
+def providers_fan_out(clients: dict[Provider, BaseProviderClient], request: IdentifyRequest,
+                      *, deadline: float) -> dict[Provider, ProviderOutcome]:
+    """Call every client at once; a provider still running at ``deadline`` seconds is a timeout."""
+    futures: dict[Provider, Future] = {
+        provider: provider_executor().submit(provider_call, client, request)
+        for provider, client in clients.items()
+    }
+    wait(futures.values(), timeout=deadline)
+    outcomes = {}
+    for provider, future in futures.items():
+        if future.done():
+            outcomes[provider] = future.result()
+        else:
+            future.cancel()  # stops it only if it never started; a running call ends on its own timeout
+            outcomes[provider] = ProviderOutcome(
+                provider, ProviderStatus.TIMEOUT, latency_ms=round(deadline * 1000),
+                error_class="DeadlineExceeded", error_detail=f"no answer within the {deadline:g}s deadline",
+            )
+    return outcomes

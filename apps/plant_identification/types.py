@@ -1,0 +1,104 @@
+"""Value types shared by clients, breakers and services: providers, inputs, answers and outcomes."""
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Provider(StrEnum):
+    """The third-party identification services we call."""
+
+    PLANT_ID = "plant_id"
+    PLANTNET = "plantnet"
+
+
+class Organ(StrEnum):
+    """Plant organ shown in a photo, as Pl@ntNet names them."""
+
+    LEAF = "leaf"
+    FLOWER = "flower"
+    FRUIT = "fruit"
+    BARK = "bark"
+    HABIT = "habit"
+    OTHER = "other"
+    AUTO = "auto"
+
+
+class ProviderStatus(StrEnum):
+    """What one provider contributed to an identification (CONTRACT §2)."""
+
+    OK = "ok"
+    NO_MATCH = "no_match"
+    CIRCUIT_OPEN = "circuit_open"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+    NOT_CONFIGURED = "not_configured"
+
+
+@dataclass(frozen=True)
+class ImageInput:
+    """One validated photo: the bytes we forward and their hash."""
+
+    data: bytes
+    content_type: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class IdentifyRequest:
+    """Everything a provider needs to identify one plant."""
+
+    images: tuple[ImageInput, ...]
+    organs: tuple[Organ, ...]
+    include_diseases: bool = True
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """One candidate species as a single provider named it."""
+
+    scientific_name: str
+    score: float
+    common_names: tuple[str, ...] = ()
+    family: str | None = None
+    genus: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProviderAnswer:
+    """A provider's parsed answer: suggestions (maybe none), plant and health signals, the raw payload."""
+
+    provider: Provider
+    suggestions: tuple[Suggestion, ...]
+    raw: Any
+    is_plant: dict[str, Any] | None = None
+    health: dict[str, Any] | None = None
+
+    @property
+    def status(self) -> ProviderStatus:
+        """OK when the provider named a species, NO_MATCH when it answered without one."""
+        return ProviderStatus.OK if self.suggestions else ProviderStatus.NO_MATCH
+
+
+@dataclass(frozen=True)
+class ProviderOutcome:
+    """How one provider's part of an identification ended."""
+
+    provider: Provider
+    status: ProviderStatus
+    answer: ProviderAnswer | None = None
+    latency_ms: int | None = None
+    cached: bool = False
+    error_class: str | None = None
+    error_detail: str | None = None
+    http_status: int | None = None
+    retry_after: float | None = None
+
+    @property
+    def answered(self) -> bool:
+        """True when the provider contributed an answer (with or without a species)."""
+        return self.answer is not None

@@ -1,0 +1,107 @@
+"""HTTP endpoints: thin views that validate, call a service or selector, and serialize."""
+
+from django.db import transaction
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
+from rest_framework import status
+from rest_framework.exceptions import NotFound
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.permissions import AllowAny, IsAdminUser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from apps.plant_identification.access import CanIdentify, IdentifyThrottle
+from apps.plant_identification.selectors import (
+    circuit_as_dict,
+    circuit_snapshot_list,
+    database_check,
+    health_report,
+    identification_for_user,
+    redis_check,
+)
+from apps.plant_identification.serializers import (
+    IdentificationOutputSerializer,
+    IdentifyInputSerializer,
+    PayloadTooLargeError,
+)
+from apps.plant_identification.services.identify import plant_identify
+from django.conf import settings
+
+
+@method_decorator(transaction.non_atomic_requests, name="dispatch")
+class PlantIdentifyView(APIView):
+    """POST photos of one plant; answer the merged identification (200) or 4xx/503."""
+
+    parser_classes = [MultiPartParser, FormParser]
+    permission_classes = [CanIdentify]
+    throttle_classes = [IdentifyThrottle]
+
+    def post(self, request):
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        if declared > settings.IDENTIFY_MAX_REQUEST_BYTES:  # refuse before reading the body
+            raise PayloadTooLargeError(f"The upload is larger than {settings.IDENTIFY_MAX_REQUEST_BYTES} bytes.")
+        serializer = IdentifyInputSerializer.from_request(request)
+        serializer.is_valid(raise_exception=True)
+        identification = plant_identify(request=serializer.to_identify_request(), user=request.user)
+        return Response(IdentificationOutputSerializer(identification).data, status=status.HTTP_200_OK)
+
+
+class IdentificationDetailView(APIView):
+    """GET a stored identification: its owner or staff; anonymous ones by whoever holds the id."""
+
+    permission_classes = [AllowAny]
+
+    def get(self, request, identification_id):
+        identification = identification_for_user(identification_id=identification_id, user=request.user)
+        if identification is None:
+            raise NotFound("No such identification.")
+        return Response(IdentificationOutputSerializer(identification).data)
+
+
+class CircuitListView(APIView):
+    """GET every circuit breaker (staff only)."""
+
+    permission_classes = [IsAdminUser]
+
+    def get(self, request):
+        return Response({s.provider.value: circuit_as_dict(s) for s in circuit_snapshot_list()})
+
+
+@method_decorator(never_cache, name="dispatch")
+class HealthView(APIView):
+    """Circuits and dependencies; 200 while some configured provider can be called, else 503."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = []
+    throttle_classes = []
+
+    def get(self, request):
+        body, serving = health_report()
+        return Response(body, status=status.HTTP_200_OK if serving else status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+@method_decorator(never_cache, name="dispatch")
+class LiveView(APIView):
+    """The process is up; checks no dependency."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = []
+    throttle_classes = []
+
+    def get(self, request):
+        return Response({"status": "pass"})
+
+
+@method_decorator(never_cache, name="dispatch")
+class ReadyView(APIView):
+    """The database and (when configured) Redis answer."""
+
+    permission_classes = [AllowAny]
+    authentication_classes = []
+    throttle_classes = []
+
+    def get(self, request):
+        checks = {"database": {"status": database_check()}, "redis": {"status": redis_check()}}
+        ready = all(check["status"] != "fail" for check in checks.values())
+        return Response({"status": "pass" if ready else "fail", "checks": checks},
+                        status=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE)

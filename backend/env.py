@@ -1,0 +1,69 @@
+"""The one place that reads the environment: typed reads that fail fast naming the variable."""
+
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+_env = environ.Env()
+if (BASE_DIR / ".env").is_file():
+    # The OS environment wins: read_env never overrides variables that are already set.
+    environ.Env.read_env(BASE_DIR / ".env")
+
+
+def _read(cast: str, name: str, default):
+    try:
+        return getattr(_env, cast)(name, default=default)
+    except (ValueError, TypeError) as exc:
+        raise ImproperlyConfigured(f"{name} is malformed ({cast} expected): {exc}") from exc
+
+
+def env_str(name: str, default: str = "") -> str:
+    """Return a string variable."""
+    return _read("str", name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """Return a boolean variable; anything but a recognised true/false word is an error."""
+    raw = _env.str(name, default="").strip().lower()
+    if raw == "":
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, got {raw!r}")
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    """Return an integer variable no smaller than ``minimum``."""
+    value = _read("int", name, default)
+    if value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    """Return a number variable greater than ``minimum``."""
+    value = _read("float", name, default)
+    if value <= minimum:
+        raise ImproperlyConfigured(f"{name} must be greater than {minimum}, got {value}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    """Return a comma-separated list variable."""
+    return [item.strip() for item in _read("list", name, default) if item.strip()]
+
+
+def env_db(name: str, default: str) -> dict:
+    """Return a Django DATABASES entry from a database URL."""
+    try:
+        config = _env.db_url(name, default=default)
+    except (ValueError, KeyError, environ.ImproperlyConfigured) as exc:
+        raise ImproperlyConfigured(f"{name} is not a database URL we understand: {exc}") from exc
+    if not str(config.get("ENGINE", "")).startswith("django.db.backends."):
+        raise ImproperlyConfigured(f"{name} has an unsupported scheme (use postgres:// or sqlite:///)")
+    return config

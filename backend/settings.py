@@ -1,0 +1,183 @@
+"""Django settings, read from environment variables (CONTRACT §1) with embedded development defaults."""
+
+from django.core.exceptions import ImproperlyConfigured
+
+from backend.env import (
+    BASE_DIR,
+    env_bool,
+    env_db,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
+
+# ---------------------------------------------------------------------------- CORE
+DEBUG = env_bool("DJANGO_DEBUG", default=False)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_DEBUG is false")
+    SECRET_KEY = "dev-only-insecure-key-never-use-in-production"  # noqa: S105
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "apps.plant_identification",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "backend.urls"
+WSGI_APPLICATION = "backend.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+TEST_RUNNER = "backend.test_runner.PytestTestRunner"
+
+# ---------------------------------------------------------------------------- DATABASE
+DATABASES = {"default": env_db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
+    DATABASES["default"]["CONN_MAX_AGE"] = 60
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+# ---------------------------------------------------------------------------- REDIS AND CACHES
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        # Provider answers. A Redis fault degrades to a cache miss, never to a 500.
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": 0.5,
+                "SOCKET_TIMEOUT": 0.5,
+                "IGNORE_EXCEPTIONS": True,
+            },
+        },
+        # Circuit breaker state: short timeouts, errors surface so the breaker can fall back.
+        "circuits": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {
+                "SOCKET_CONNECT_TIMEOUT": 0.05,
+                "SOCKET_TIMEOUT": 0.1,
+            },
+        },
+    }
+    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# ---------------------------------------------------------------------------- API
+IDENTIFY_ALLOW_ANONYMOUS = env_bool("IDENTIFY_ALLOW_ANONYMOUS", default=DEBUG)
+IDENTIFY_THROTTLE_RATE = env_str("IDENTIFY_THROTTLE_RATE", default="30/min")
+if IDENTIFY_THROTTLE_RATE.lower() == "none":
+    IDENTIFY_THROTTLE_RATE = None
+else:
+    try:
+        _count, _period = IDENTIFY_THROTTLE_RATE.split("/")
+        if int(_count) < 1 or _period[:1] not in {"s", "m", "h", "d"}:
+            raise ValueError
+    except ValueError as exc:
+        raise ImproperlyConfigured(
+            f"IDENTIFY_THROTTLE_RATE must look like 30/min or be none, got {IDENTIFY_THROTTLE_RATE!r}"
+        ) from exc
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_THROTTLE_RATES": {"identify": IDENTIFY_THROTTLE_RATE},
+    "EXCEPTION_HANDLER": "apps.plant_identification.exception_handlers.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Plant identification API",
+    "DESCRIPTION": "Identify a plant from photos with Plant.id and Pl@ntNet behind circuit breakers.",
+    "VERSION": "1.0.0",
+}
+
+# Uploads above this size spool to a temporary file instead of memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+IDENTIFY_MAX_IMAGES = 5
+IDENTIFY_MAX_IMAGE_BYTES = env_int("IDENTIFY_MAX_IMAGE_BYTES", default=20 * 1024 * 1024, minimum=1)
+IDENTIFY_MAX_REQUEST_BYTES = env_int("IDENTIFY_MAX_REQUEST_BYTES", default=50 * 1024 * 1024, minimum=1)
+DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024  # non-file fields only
+
+# ---------------------------------------------------------------------------- PLANT IDENTIFICATION PROVIDERS
+PLANT_ID_API_KEY = env_str("PLANT_ID_API_KEY")
+PLANT_ID_API_URL = env_str("PLANT_ID_API_URL", default="https://plant.id/api/v3").rstrip("/")
+PLANT_ID_TIMEOUT = env_float("PLANT_ID_TIMEOUT", default=35.0)
+PLANT_ID_CIRCUIT_FAIL_MAX = env_int("PLANT_ID_CIRCUIT_FAIL_MAX", default=3, minimum=1)
+PLANT_ID_CIRCUIT_RESET_TIMEOUT = env_float("PLANT_ID_CIRCUIT_RESET_TIMEOUT", default=60.0)
+PLANT_ID_CIRCUIT_SUCCESS_THRESHOLD = env_int("PLANT_ID_CIRCUIT_SUCCESS_THRESHOLD", default=2, minimum=1)
+PLANT_ID_CACHE_TTL = env_int("PLANT_ID_CACHE_TTL", default=86400)
+
+PLANTNET_API_KEY = env_str("PLANTNET_API_KEY")
+PLANTNET_API_URL = env_str("PLANTNET_API_URL", default="https://my-api.plantnet.org/v2").rstrip("/")
+PLANTNET_PROJECT = env_str("PLANTNET_PROJECT", default="all")
+PLANTNET_TIMEOUT = env_float("PLANTNET_TIMEOUT", default=20.0)
+PLANTNET_CIRCUIT_FAIL_MAX = env_int("PLANTNET_CIRCUIT_FAIL_MAX", default=5, minimum=1)
+PLANTNET_CIRCUIT_RESET_TIMEOUT = env_float("PLANTNET_CIRCUIT_RESET_TIMEOUT", default=30.0)
+PLANTNET_CIRCUIT_SUCCESS_THRESHOLD = env_int("PLANTNET_CIRCUIT_SUCCESS_THRESHOLD", default=2, minimum=1)
+PLANTNET_CACHE_TTL = env_int("PLANTNET_CACHE_TTL", default=86400)
+
+HALF_OPEN_MAX_CALLS = env_int("HALF_OPEN_MAX_CALLS", default=1, minimum=1)
+CIRCUIT_BREAKER_ENABLED = env_bool("CIRCUIT_BREAKER_ENABLED", default=True)
+# Whole-request budget for the provider fan-out; a provider still running then is reported as a timeout.
+IDENTIFY_DEADLINE = env_float(
+    "IDENTIFY_DEADLINE", default=max(PLANT_ID_TIMEOUT, PLANTNET_TIMEOUT) + 5.0
+)
+# Threads per worker process that call providers (shared by all requests of the process).
+IDENTIFY_MAX_WORKERS = env_int("IDENTIFY_MAX_WORKERS", default=32, minimum=2)
+
+# ---------------------------------------------------------------------------- LOGGING
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("DJANGO_LOG_LEVEL", default="INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

@@ -1,0 +1,17 @@
+"""Root URL configuration: admin, the API, health checks and the OpenAPI schema."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from apps.plant_identification import views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/v1/plant-identification/", include("apps.plant_identification.urls")),
+    path("health/", views.HealthView.as_view(), name="health"),
+    path("health/live/", views.LiveView.as_view(), name="health-live"),
+    path("health/ready/", views.ReadyView.as_view(), name="health-ready"),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+]
