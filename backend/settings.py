@@ -166,9 +166,7 @@ PLANTNET_CACHE_TTL = env_int("PLANTNET_CACHE_TTL", default=86400)
 HALF_OPEN_MAX_CALLS = env_int("HALF_OPEN_MAX_CALLS", default=1, minimum=1)
 CIRCUIT_BREAKER_ENABLED = env_bool("CIRCUIT_BREAKER_ENABLED", default=True)
 # Whole-request budget for the provider fan-out; a provider still running then is reported as a timeout.
-IDENTIFY_DEADLINE = env_float(
-    "IDENTIFY_DEADLINE", default=max(PLANT_ID_TIMEOUT, PLANTNET_TIMEOUT) + 5.0
-)
+IDENTIFY_DEADLINE = env_float("IDENTIFY_DEADLINE", default=max(PLANT_ID_TIMEOUT, PLANTNET_TIMEOUT) + 5.0)
 # Threads per worker process that call providers (shared by all requests of the process).
 IDENTIFY_MAX_WORKERS = env_int("IDENTIFY_MAX_WORKERS", default=32, minimum=2)
 

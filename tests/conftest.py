@@ -95,7 +95,7 @@ def plantnet_ok(mocked_responses):
 
 @pytest.fixture
 def user(django_user_model):
-    return django_user_model.objects.create_user(username="gardener", password="pw")  # noqa: S106
+    return django_user_model.objects.create_user(username="gardener", password="pw")
 
 
 @pytest.fixture

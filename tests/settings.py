@@ -14,7 +14,7 @@ if not os.environ.get("REDIS_URL"):
     atexit.register(_redis_server.shutdown)
 
 os.environ.setdefault("DJANGO_DEBUG", "false")
-os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")  # noqa: S105
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
 os.environ.update(
     PLANT_ID_API_KEY="test-plant-id-key",
     PLANT_ID_API_URL="https://plant-id.test/api/v3",
@@ -24,6 +24,6 @@ os.environ.update(
     IDENTIFY_ALLOW_ANONYMOUS="false",
 )
 
-from backend.settings import *  # noqa: E402,F403
+from backend.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

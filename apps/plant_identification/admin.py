@@ -22,8 +22,7 @@ class ReadOnlyInline(admin.TabularInline):
 
 class ProviderResultInline(ReadOnlyInline):
     model = ProviderResult
-    fields = ["provider", "status", "latency_ms", "cached", "http_status", "error_class", "error_detail",
-              "raw_payload"]
+    fields = ["provider", "status", "latency_ms", "cached", "http_status", "error_class", "error_detail", "raw_payload"]
 
 
 @admin.register(Identification)
@@ -35,7 +34,24 @@ class IdentificationAdmin(admin.ModelAdmin):
     search_fields = ["scientific_names", "id"]
     date_hierarchy = "created_at"
     inlines = [ProviderResultInline]
-    readonly_fields = [field.name for field in Identification._meta.get_fields() if field.concrete]
+    readonly_fields = [
+        "id",
+        "created_at",
+        "user",
+        "image_count",
+        "image_hashes",
+        "organs",
+        "include_diseases",
+        "latitude",
+        "longitude",
+        "degraded",
+        "message",
+        "is_plant",
+        "suggestions",
+        "health",
+        "top_scientific_name",
+        "scientific_names",
+    ]
 
     def has_add_permission(self, request) -> bool:
         return False

@@ -148,9 +148,7 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
             guard.__exit__(None, None, None)
 
 
-BREAKERS: dict[Provider, ProviderCircuitBreaker] = {
-    provider: ProviderCircuitBreaker(provider) for provider in Provider
-}
+BREAKERS: dict[Provider, ProviderCircuitBreaker] = {provider: ProviderCircuitBreaker(provider) for provider in Provider}
 
 
 def breaker_for(provider: Provider) -> ProviderCircuitBreaker:

@@ -42,8 +42,7 @@ class CircuitEventListener(pybreaker.CircuitBreakerListener):
                 return
             fail_count = cb.fail_counter
             log = logger.warning if new_state.name == pybreaker.STATE_OPEN else logger.info
-            log("[CIRCUIT] %s: %s -> %s (failures %d/%d)", cb.name, old or "?", new_state.name,
-                fail_count, cb.fail_max)
+            log("[CIRCUIT] %s: %s -> %s (failures %d/%d)", cb.name, old or "?", new_state.name, fail_count, cb.fail_max)
             _pending.put(PendingCircuitEvent(cb.name, old, new_state.name, fail_count, datetime.now(UTC)))
         except Exception:  # a listener must never break the breaker
             logger.exception("[CIRCUIT] could not record a transition")
@@ -67,7 +66,11 @@ def circuit_events_flush() -> int:
     for event in events:
         circuit, _ = Circuit.objects.get_or_create(provider=event.provider)
         CircuitEvent.objects.create(
-            circuit=circuit, created_at=event.at, from_state=event.from_state, to_state=event.to_state,
-            fail_count=event.fail_count, worker=_WORKER,
+            circuit=circuit,
+            created_at=event.at,
+            from_state=event.from_state,
+            to_state=event.to_state,
+            fail_count=event.fail_count,
+            worker=_WORKER,
         )
     return len(events)

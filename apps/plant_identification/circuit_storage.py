@@ -28,8 +28,7 @@ class SharedCircuitStorage(pybreaker.CircuitBreakerStorage):
         super().__init__("shared")
         self.key = f"plantid:circuit:{namespace}"
         self.clock = clock
-        self._local = {"state": pybreaker.STATE_CLOSED, "fail_counter": 0, "success_counter": 0,
-                       "opened_at": None}
+        self._local = {"state": pybreaker.STATE_CLOSED, "fail_counter": 0, "success_counter": 0, "opened_at": None}
         self._lock = threading.Lock()
         self._redis_failing = False
 
@@ -53,8 +52,9 @@ class SharedCircuitStorage(pybreaker.CircuitBreakerStorage):
                 first = not self._redis_failing
                 self._redis_failing = True
             if first:
-                logger.warning("[CIRCUIT] %s: Redis unreachable (%s); using in-process state",
-                               self.key, type(exc).__name__)
+                logger.warning(
+                    "[CIRCUIT] %s: Redis unreachable (%s); using in-process state", self.key, type(exc).__name__
+                )
             return fallback()
         if self._redis_failing:
             with self._lock:

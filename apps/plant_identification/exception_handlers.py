@@ -1,6 +1,7 @@
 """Domain errors to JSON responses: 503 with Retry-After when no provider answered, never an HTML page."""
 
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -10,17 +11,30 @@ from apps.plant_identification.exceptions import NoProviderAvailableError
 def provider_statuses(outcomes) -> dict[str, dict]:
     """The ``providers`` block of a response from provider outcomes."""
     return {
-        o.provider.value: {"status": o.status.value, "latency_ms": o.latency_ms, "cached": o.cached}
-        for o in outcomes
+        o.provider.value: {"status": o.status.value, "latency_ms": o.latency_ms, "cached": o.cached} for o in outcomes
     }
 
 
 def api_exception_handler(exc, context):
-    """DRF's handler, plus ``NoProviderAvailableError`` as a 503 with ``Retry-After``."""
+    """DRF's handler; validation errors gain a ``detail``; ``NoProviderAvailableError`` is a 503 + Retry-After."""
     if isinstance(exc, NoProviderAvailableError):
         return Response(
             {"detail": exc.message, "providers": provider_statuses(exc.outcomes)},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": str(exc.retry_after)},
         )
-    return exception_handler(exc, context)
+    response = exception_handler(exc, context)
+    if isinstance(exc, ValidationError) and response is not None:
+        response.data = {"detail": _first_message(response.data), "errors": response.data}
+    return response
+
+
+def _first_message(errors) -> str:
+    """A human-readable summary of field errors: the first message found, prefixed by its field."""
+    if isinstance(errors, dict):
+        for field, value in errors.items():
+            message = _first_message(value)
+            return message if field == "non_field_errors" else f"{field}: {message}"
+    if isinstance(errors, list) and errors:
+        return _first_message(errors[0])
+    return str(errors) if errors else "Invalid input."

@@ -38,8 +38,9 @@ class ProviderResponseError(ProviderError):
 class ProviderRateLimitedError(ProviderError):
     """The provider refused for quota or credits (429); ``retry_after`` in seconds when known."""
 
-    def __init__(self, provider: str, message: str, *, status_code: int | None = 429,
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self, provider: str, message: str, *, status_code: int | None = 429, retry_after: float | None = None
+    ) -> None:
         super().__init__(provider, message, status_code=status_code)
         self.retry_after = retry_after
 

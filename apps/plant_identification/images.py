@@ -33,11 +33,8 @@ def image_load(upload: UploadedFile) -> ImageInput:
         raise ImageRejectedError(f"{upload.name}: the file is empty.")
     image_format = _decoded_format(data)
     if image_format not in SUPPORTED_FORMATS:
-        raise ImageRejectedError(
-            f"{upload.name}: unsupported image format {image_format}; send JPEG or PNG."
-        )
-    return ImageInput(data=data, content_type=SUPPORTED_FORMATS[image_format],
-                      sha256=hashlib.sha256(data).hexdigest())
+        raise ImageRejectedError(f"{upload.name}: unsupported image format {image_format}; send JPEG or PNG.")
+    return ImageInput(data=data, content_type=SUPPORTED_FORMATS[image_format], sha256=hashlib.sha256(data).hexdigest())
 
 
 def _decoded_format(data: bytes) -> str:

@@ -50,7 +50,7 @@ class MergedSuggestion:
 
 def species_key(name: str) -> str:
     """Normalise a scientific name for matching across providers (case, spacing, hybrid sign)."""
-    return " ".join(name.replace("×", "x").split()).casefold()
+    return " ".join(name.replace("\u00d7", "x").split()).casefold()
 
 
 def _absorb(merged: MergedSuggestion, provider: Provider, suggestion: Suggestion) -> None:
@@ -83,6 +83,5 @@ def suggestions_merge(answers: list[ProviderAnswer]) -> list[dict[str, Any]]:
         weighted = sum(PROVIDER_WEIGHTS[Provider(name)] * score for name, score in merged.scores.items())
         merged.confidence = round(weighted / total_weight, 4) if total_weight else 0.0
 
-    ranked = sorted(by_species.values(),
-                    key=lambda m: (-m.confidence, -len(m.sources), species_key(m.scientific_name)))
+    ranked = sorted(by_species.values(), key=lambda m: (-m.confidence, -len(m.sources), species_key(m.scientific_name)))
     return [merged.as_dict() for merged in ranked[:MAX_SUGGESTIONS]]

@@ -16,7 +16,10 @@ class Identification(models.Model):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="plant_identifications",
     )
     image_count = models.PositiveSmallIntegerField()
@@ -26,7 +29,7 @@ class Identification(models.Model):
     latitude = models.FloatField(null=True, blank=True)
     longitude = models.FloatField(null=True, blank=True)
     degraded = models.BooleanField(default=False, db_index=True)
-    message = models.TextField(null=True, blank=True)
+    message = models.TextField(null=True, blank=True)  # noqa: DJ001 - null is the API's "no message"
     is_plant = models.JSONField(null=True, blank=True)
     suggestions = models.JSONField(default=list)
     health = models.JSONField(null=True, blank=True)

@@ -1,8 +1,8 @@
 """Read-only queries: circuits, dependency checks and identifications (never calls a provider)."""
 
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.models import QuerySet
-from django.conf import settings
 from redis.exceptions import RedisError
 
 from apps.plant_identification.breakers import CircuitSnapshot, breaker_for

@@ -2,16 +2,18 @@
 
 from django.conf import settings
 from rest_framework import serializers
+from rest_framework.exceptions import APIException
 
 from apps.plant_identification.images import ImageRejectedError, image_load
 from apps.plant_identification.models import Identification
 from apps.plant_identification.types import IdentifyRequest, Organ, Provider
 
 
-class PayloadTooLargeError(serializers.ValidationError):
-    """An upload over a configured size limit (413)."""
+class PayloadTooLargeError(APIException):
+    """An upload over a configured size limit (413); not a ValidationError, so it is never folded into a 400."""
 
     status_code = 413
+    default_detail = "The upload is too large."
     default_code = "payload_too_large"
 
 
@@ -22,14 +24,16 @@ class IdentifyInputSerializer(serializers.Serializer):
     organs = serializers.ListField(child=serializers.ChoiceField(choices=[o.value for o in Organ]), required=False)
     include_diseases = serializers.BooleanField(required=False, default=True)
     latitude = serializers.FloatField(required=False, min_value=-90, max_value=90, allow_null=True, default=None)
-    longitude = serializers.FloatField(required=False, min_value=-180, max_value=180, allow_null=True,
-                                       default=None)
+    longitude = serializers.FloatField(required=False, min_value=-180, max_value=180, allow_null=True, default=None)
 
     @classmethod
     def from_request(cls, request) -> "IdentifyInputSerializer":
         """Read ``images`` (or its alias ``image``) and repeated or comma-separated ``organs``."""
-        data = {key: request.data.get(key) for key in ("include_diseases", "latitude", "longitude")
-                if request.data.get(key) not in (None, "")}
+        data = {
+            key: request.data.get(key)
+            for key in ("include_diseases", "latitude", "longitude")
+            if request.data.get(key) not in (None, "")
+        }
         data["images"] = request.FILES.getlist("images") or request.FILES.getlist("image")
         organs = [part.strip() for value in request.data.getlist("organs") for part in value.split(",")]
         if any(organs):
@@ -66,8 +70,10 @@ class IdentifyInputSerializer(serializers.Serializer):
         """The validated request, ready for the providers."""
         data = self.validated_data
         return IdentifyRequest(
-            images=tuple(data["images"]), organs=tuple(Organ(o) for o in data["organs"]),
-            include_diseases=data["include_diseases"], latitude=data.get("latitude"),
+            images=tuple(data["images"]),
+            organs=tuple(Organ(o) for o in data["organs"]),
+            include_diseases=data["include_diseases"],
+            latitude=data.get("latitude"),
             longitude=data.get("longitude"),
         )
 

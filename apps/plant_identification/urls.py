@@ -8,7 +8,10 @@ app_name = "plant_identification"
 
 urlpatterns = [
     path("identify/", views.PlantIdentifyView.as_view(), name="identify"),
-    path("identifications/<uuid:identification_id>/", views.IdentificationDetailView.as_view(),
-         name="identification-detail"),
+    path(
+        "identifications/<uuid:identification_id>/",
+        views.IdentificationDetailView.as_view(),
+        name="identification-detail",
+    ),
     path("circuits/", views.CircuitListView.as_view(), name="circuits"),
 ]

@@ -1,5 +1,6 @@
 """HTTP endpoints: thin views that validate, call a service or selector, and serialize."""
 
+from django.conf import settings
 from django.db import transaction
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
@@ -25,7 +26,6 @@ from apps.plant_identification.serializers import (
     PayloadTooLargeError,
 )
 from apps.plant_identification.services.identify import plant_identify
-from django.conf import settings
 
 
 @method_decorator(transaction.non_atomic_requests, name="dispatch")
@@ -103,5 +103,7 @@ class ReadyView(APIView):
     def get(self, request):
         checks = {"database": {"status": database_check()}, "redis": {"status": redis_check()}}
         ready = all(check["status"] != "fail" for check in checks.values())
-        return Response({"status": "pass" if ready else "fail", "checks": checks},
-                        status=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE)
+        return Response(
+            {"status": "pass" if ready else "fail", "checks": checks},
+            status=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE,
+        )

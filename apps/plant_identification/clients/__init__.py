@@ -21,11 +21,15 @@ def build_clients() -> dict[Provider, BaseProviderClient]:
     clients: dict[Provider, BaseProviderClient] = {}
     if settings.PLANT_ID_API_KEY:
         clients[Provider.PLANT_ID] = PlantIdClient(
-            api_key=settings.PLANT_ID_API_KEY, base_url=settings.PLANT_ID_API_URL, timeout=settings.PLANT_ID_TIMEOUT,
+            api_key=settings.PLANT_ID_API_KEY,
+            base_url=settings.PLANT_ID_API_URL,
+            timeout=settings.PLANT_ID_TIMEOUT,
         )
     if settings.PLANTNET_API_KEY:
         clients[Provider.PLANTNET] = PlantNetClient(
-            api_key=settings.PLANTNET_API_KEY, base_url=settings.PLANTNET_API_URL, timeout=settings.PLANTNET_TIMEOUT,
+            api_key=settings.PLANTNET_API_KEY,
+            base_url=settings.PLANTNET_API_URL,
+            timeout=settings.PLANTNET_TIMEOUT,
             project=settings.PLANTNET_PROJECT,
         )
     return clients

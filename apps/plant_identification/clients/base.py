@@ -57,8 +57,9 @@ class BaseProviderClient:
 
     provider: Provider
 
-    def __init__(self, *, api_key: str, base_url: str, timeout: float,
-                 breaker: ProviderCircuitBreaker | None = None) -> None:
+    def __init__(
+        self, *, api_key: str, base_url: str, timeout: float, breaker: ProviderCircuitBreaker | None = None
+    ) -> None:
         self.api_key = api_key
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
@@ -116,16 +117,25 @@ class BaseProviderClient:
         started = time.monotonic()
         try:
             response = self.session.request(
-                outbound.method, f"{self.base_url}{outbound.path}", params=outbound.params,
-                headers=outbound.headers, json=outbound.json, data=outbound.data, files=outbound.files,
+                outbound.method,
+                f"{self.base_url}{outbound.path}",
+                params=outbound.params,
+                headers=outbound.headers,
+                json=outbound.json,
+                data=outbound.data,
+                files=outbound.files,
                 timeout=(min(CONNECT_TIMEOUT, self.timeout), self.timeout),
             )
         except requests.Timeout as exc:
             raise self._error(ProviderTimeoutError, f"no answer within {self.timeout:g}s") from exc
         except requests.RequestException as exc:
             raise self._error(ProviderUnavailableError, f"request failed ({type(exc).__name__})") from exc
-        logger.info("provider=%s status=%s latency_ms=%d", self.provider.value, response.status_code,
-                    (time.monotonic() - started) * 1000)
+        logger.info(
+            "provider=%s status=%s latency_ms=%d",
+            self.provider.value,
+            response.status_code,
+            (time.monotonic() - started) * 1000,
+        )
         return response
 
     def _interpret(self, response: requests.Response) -> ProviderAnswer:
@@ -134,15 +144,17 @@ class BaseProviderClient:
             try:
                 return self.parse_response(response.json())
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                raise self._error(ProviderResponseError, f"malformed {status} body ({type(exc).__name__})",
-                                  status) from exc
+                raise self._error(
+                    ProviderResponseError, f"malformed {status} body ({type(exc).__name__})", status
+                ) from exc
         answer = self.answer_for_error(response)
         if answer is not None:
             return answer
         detail = f"HTTP {status}: {self._excerpt(response)}"
         if status == 429:
-            raise ProviderRateLimitedError(self.provider.value, self.redact(detail),
-                                           retry_after=retry_after_seconds(response))
+            raise ProviderRateLimitedError(
+                self.provider.value, self.redact(detail), retry_after=retry_after_seconds(response)
+            )
         if status in (401, 403):
             raise self._error(ProviderAuthError, detail, status)
         if 400 <= status < 500:

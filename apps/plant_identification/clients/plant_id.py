@@ -14,8 +14,16 @@ DETAILS = (
 )
 LANGUAGE = "en"
 PLANT_DETAIL_KEYS = (
-    "url", "synonyms", "edible_parts", "watering", "propagation_methods", "best_watering",
-    "best_light_condition", "best_soil_type", "toxicity", "gbif_id",
+    "url",
+    "synonyms",
+    "edible_parts",
+    "watering",
+    "propagation_methods",
+    "best_watering",
+    "best_light_condition",
+    "best_soil_type",
+    "toxicity",
+    "gbif_id",
 )
 DISEASE_DETAIL_KEYS = ("local_name", "description", "treatment", "classification", "cause", "common_names", "url")
 
@@ -40,8 +48,11 @@ class PlantIdClient(BaseProviderClient):
         if request.latitude is not None and request.longitude is not None:
             body["latitude"], body["longitude"] = request.latitude, request.longitude
         return OutboundRequest(
-            method="POST", path="/identification", params={"details": DETAILS, "language": LANGUAGE},
-            headers={"Api-Key": self.api_key}, json=body,
+            method="POST",
+            path="/identification",
+            params={"details": DETAILS, "language": LANGUAGE},
+            headers={"Api-Key": self.api_key},
+            json=body,
         )
 
     def parse_response(self, payload: Any) -> ProviderAnswer:
@@ -54,9 +65,12 @@ class PlantIdClient(BaseProviderClient):
         if is_plant is not None and is_plant.get("binary") is False:
             parsed = ()
         return ProviderAnswer(
-            provider=self.provider, suggestions=parsed, raw=payload,
+            provider=self.provider,
+            suggestions=parsed,
+            raw=payload,
             is_plant={"probability": is_plant.get("probability"), "binary": is_plant.get("binary")}
-            if is_plant else None,
+            if is_plant
+            else None,
             health=self._health(result),
         )
 
@@ -65,15 +79,17 @@ class PlantIdClient(BaseProviderClient):
         details = item.get("details") or {}
         taxonomy = details.get("taxonomy") or {}
         extra = {key: details.get(key) for key in PLANT_DETAIL_KEYS if details.get(key) is not None}
-        extra.update({
-            "plant_id_entity": item.get("id"),
-            "description": _value(details.get("description")),
-            "image": _value(details.get("image")),
-            "similar_images": [
-                {key: image.get(key) for key in ("url", "url_small", "similarity", "citation", "license_name")}
-                for image in item.get("similar_images") or []
-            ],
-        })
+        extra.update(
+            {
+                "plant_id_entity": item.get("id"),
+                "description": _value(details.get("description")),
+                "image": _value(details.get("image")),
+                "similar_images": [
+                    {key: image.get(key) for key in ("url", "url_small", "similarity", "citation", "license_name")}
+                    for image in item.get("similar_images") or []
+                ],
+            }
+        )
         return Suggestion(
             scientific_name=item["name"],
             score=float(item["probability"]),
@@ -97,7 +113,8 @@ class PlantIdClient(BaseProviderClient):
             diseases.append(entry)
         return {
             "is_healthy": {"probability": is_healthy.get("probability"), "binary": is_healthy.get("binary")}
-            if is_healthy else None,
+            if is_healthy
+            else None,
             "diseases": diseases,
             "question": (disease or {}).get("question"),
         }

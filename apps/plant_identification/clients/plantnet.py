@@ -27,17 +27,25 @@ class PlantNetClient(BaseProviderClient):
 
     def build_request(self, request: IdentifyRequest) -> OutboundRequest:
         return OutboundRequest(
-            method="POST", path=f"/identify/{self.project}",
-            params={"api-key": self.api_key, "lang": LANGUAGE, "nb-results": NB_RESULTS,
-                    "include-related-images": "true"},
-            files=[("images", (f"image_{index}.jpg", image.data, image.content_type))
-                   for index, image in enumerate(request.images)],
+            method="POST",
+            path=f"/identify/{self.project}",
+            params={
+                "api-key": self.api_key,
+                "lang": LANGUAGE,
+                "nb-results": NB_RESULTS,
+                "include-related-images": "true",
+            },
+            files=[
+                ("images", (f"image_{index}.jpg", image.data, image.content_type))
+                for index, image in enumerate(request.images)
+            ],
             data={"organs": [organ.value for organ in request.organs]},
         )
 
     def parse_response(self, payload: Any) -> ProviderAnswer:
         return ProviderAnswer(
-            provider=self.provider, raw=payload,
+            provider=self.provider,
+            raw=payload,
             suggestions=tuple(self._suggestion(item) for item in payload["results"]),
         )
 
@@ -61,9 +69,13 @@ class PlantNetClient(BaseProviderClient):
             "powo_id": (item.get("powo") or {}).get("id"),
             "iucn_category": (item.get("iucn") or {}).get("category"),
             "images": [
-                {"organ": image.get("organ"), "url": (image.get("url") or {}).get("m"),
-                 "url_small": (image.get("url") or {}).get("s"), "citation": image.get("citation"),
-                 "license": image.get("license")}
+                {
+                    "organ": image.get("organ"),
+                    "url": (image.get("url") or {}).get("m"),
+                    "url_small": (image.get("url") or {}).get("s"),
+                    "citation": image.get("citation"),
+                    "license": image.get("license"),
+                }
                 for image in item.get("images") or []
             ],
         }

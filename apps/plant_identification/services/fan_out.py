@@ -32,8 +32,7 @@ def provider_executor() -> ThreadPoolExecutor:
     global _executor
     with _executor_lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=settings.IDENTIFY_MAX_WORKERS,
-                                           thread_name_prefix="provider")
+            _executor = ThreadPoolExecutor(max_workers=settings.IDENTIFY_MAX_WORKERS, thread_name_prefix="provider")
         return _executor
 
 
@@ -70,26 +69,37 @@ def provider_call(client: BaseProviderClient, request: IdentifyRequest) -> Provi
         return ProviderOutcome(provider, answer.status, answer=answer, latency_ms=elapsed_ms())
     except ProviderError as exc:
         if isinstance(exc, ProviderAuthError):
-            logger.error("%s rejected our credentials (%s): check %s_API_KEY", provider.value, exc.message,
-                         provider.name)
+            logger.error(
+                "%s rejected our credentials (%s): check %s_API_KEY", provider.value, exc.message, provider.name
+            )
         else:
             logger.warning("%s failed: %s", provider.value, exc)
         return ProviderOutcome(
-            provider, _failure_status(exc), latency_ms=elapsed_ms(), error_class=type(exc).__name__,
-            error_detail=exc.message, http_status=exc.status_code, retry_after=getattr(exc, "retry_after", None),
+            provider,
+            _failure_status(exc),
+            latency_ms=elapsed_ms(),
+            error_class=type(exc).__name__,
+            error_detail=exc.message,
+            http_status=exc.status_code,
+            retry_after=getattr(exc, "retry_after", None),
         )
     except Exception as exc:  # a bug must cost one provider's answer, not the request
         logger.exception("%s call raised unexpectedly", provider.value)
-        return ProviderOutcome(provider, ProviderStatus.ERROR, latency_ms=elapsed_ms(),
-                               error_class=type(exc).__name__, error_detail="internal error")
+        return ProviderOutcome(
+            provider,
+            ProviderStatus.ERROR,
+            latency_ms=elapsed_ms(),
+            error_class=type(exc).__name__,
+            error_detail="internal error",
+        )
 
 
-def providers_fan_out(clients: dict[Provider, BaseProviderClient], request: IdentifyRequest,
-                      *, deadline: float) -> dict[Provider, ProviderOutcome]:
+def providers_fan_out(
+    clients: dict[Provider, BaseProviderClient], request: IdentifyRequest, *, deadline: float
+) -> dict[Provider, ProviderOutcome]:
     """Call every client at once; a provider still running at ``deadline`` seconds is a timeout."""
     futures: dict[Provider, Future] = {
-        provider: provider_executor().submit(provider_call, client, request)
-        for provider, client in clients.items()
+        provider: provider_executor().submit(provider_call, client, request) for provider, client in clients.items()
     }
     wait(futures.values(), timeout=deadline)
     outcomes = {}
@@ -99,7 +109,10 @@ def providers_fan_out(clients: dict[Provider, BaseProviderClient], request: Iden
         else:
             future.cancel()  # stops it only if it never started; a running call ends on its own timeout
             outcomes[provider] = ProviderOutcome(
-                provider, ProviderStatus.TIMEOUT, latency_ms=round(deadline * 1000),
-                error_class="DeadlineExceeded", error_detail=f"no answer within the {deadline:g}s deadline",
+                provider,
+                ProviderStatus.TIMEOUT,
+                latency_ms=round(deadline * 1000),
+                error_class="DeadlineExceeded",
+                error_detail=f"no answer within the {deadline:g}s deadline",
             )
     return outcomes

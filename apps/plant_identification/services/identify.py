@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import transaction
 
 from apps.plant_identification.circuit_events import circuit_events_flush
-from apps.plant_identification.clients import BaseProviderClient, build_clients, configured_providers
+from apps.plant_identification.clients import BaseProviderClient, build_clients
 from apps.plant_identification.exceptions import NoProviderAvailableError
 from apps.plant_identification.merge import suggestions_merge
 from apps.plant_identification.models import Identification, ProviderResult
@@ -37,8 +37,9 @@ def _degraded_message(outcomes: dict[Provider, ProviderOutcome]) -> str | None:
     return f"Partial result from {answered} only ({reasons})."
 
 
-def plant_identify(*, request: IdentifyRequest, user=None,
-                   clients: dict[Provider, BaseProviderClient] | None = None) -> Identification:
+def plant_identify(
+    *, request: IdentifyRequest, user=None, clients: dict[Provider, BaseProviderClient] | None = None
+) -> Identification:
     """Identify the plant in ``request``; store and return the identification.
 
     Raises ``NoProviderAvailableError`` (with every outcome and a retry time) when no provider answered.
@@ -53,14 +54,17 @@ def plant_identify(*, request: IdentifyRequest, user=None,
     answered = [o for o in outcomes.values() if o.answered]
     if not answered:
         if not clients:
-            raise NoProviderAvailableError("No identification provider is configured.", tuple(outcomes.values()),
-                                           NOT_CONFIGURED_RETRY_AFTER)
+            raise NoProviderAvailableError(
+                "No identification provider is configured.", tuple(outcomes.values()), NOT_CONFIGURED_RETRY_AFTER
+            )
         wait = min(_retry_after(o) for o in outcomes.values() if o.status != ProviderStatus.NOT_CONFIGURED)
-        raise NoProviderAvailableError("No identification provider could answer; try again later.",
-                                       tuple(outcomes.values()), max(1, math.ceil(wait)))
+        raise NoProviderAvailableError(
+            "No identification provider could answer; try again later.",
+            tuple(outcomes.values()),
+            max(1, math.ceil(wait)),
+        )
     configured = {o.provider: o for o in outcomes.values() if o.status != ProviderStatus.NOT_CONFIGURED}
-    return identification_store(request=request, user=user, outcomes=outcomes,
-                                message=_degraded_message(configured))
+    return identification_store(request=request, user=user, outcomes=outcomes, message=_degraded_message(configured))
 
 
 def _flush_circuit_events() -> None:
@@ -71,8 +75,9 @@ def _flush_circuit_events() -> None:
 
 
 @transaction.atomic
-def identification_store(*, request: IdentifyRequest, user, outcomes: dict[Provider, ProviderOutcome],
-                         message: str | None) -> Identification:
+def identification_store(
+    *, request: IdentifyRequest, user, outcomes: dict[Provider, ProviderOutcome], message: str | None
+) -> Identification:
     """Store an answered identification with each provider's outcome and raw payload."""
     answers = [o.answer for o in outcomes.values() if o.answer is not None]
     suggestions = suggestions_merge(answers)
@@ -95,9 +100,14 @@ def identification_store(*, request: IdentifyRequest, user, outcomes: dict[Provi
     )
     ProviderResult.objects.bulk_create(
         ProviderResult(
-            identification=identification, provider=o.provider.value, status=o.status.value,
-            latency_ms=o.latency_ms, cached=o.cached, http_status=o.http_status,
-            error_class=o.error_class or "", error_detail=o.error_detail or "",
+            identification=identification,
+            provider=o.provider.value,
+            status=o.status.value,
+            latency_ms=o.latency_ms,
+            cached=o.cached,
+            http_status=o.http_status,
+            error_class=o.error_class or "",
+            error_detail=o.error_detail or "",
             raw_payload=o.answer.raw if o.answer else None,
         )
         for o in outcomes.values()

@@ -20,8 +20,9 @@ from tests.plant_identification.clients.test_plant_id import make_request
 
 @pytest.fixture
 def client():
-    return PlantNetClient(api_key=settings.PLANTNET_API_KEY, base_url=settings.PLANTNET_API_URL, timeout=5,
-                          project="all")
+    return PlantNetClient(
+        api_key=settings.PLANTNET_API_KEY, base_url=settings.PLANTNET_API_URL, timeout=5, project="all"
+    )
 
 
 def test_request_is_multipart_with_one_organ_per_image_and_key_in_query(client, plantnet_ok):
@@ -35,7 +36,8 @@ def test_request_is_multipart_with_one_organ_per_image_and_key_in_query(client, 
     body = sent.body
     assert body.count(b'name="images"') == 2
     assert body.count(b'name="organs"') == 2
-    assert b"leaf" in body and b"auto" in body
+    assert b"leaf" in body
+    assert b"auto" in body
     assert settings.PLANTNET_API_KEY.encode() not in body
 
 
@@ -86,23 +88,29 @@ def test_boom_errors_are_classified(client, mocked_responses, status, body, erro
 
 
 def test_proxy_html_502_is_unavailable(client, mocked_responses):
-    mocked_responses.post(PLANTNET_URL, body="<html><body>502 Bad Gateway</body></html>", status=502,
-                          content_type="text/html")
+    mocked_responses.post(
+        PLANTNET_URL, body="<html><body>502 Bad Gateway</body></html>", status=502, content_type="text/html"
+    )
     with pytest.raises(ProviderUnavailableError):
         client.identify(make_request())
 
 
 def test_quota_reset_is_read_from_ratelimit_header(client, mocked_responses):
-    mocked_responses.post(PLANTNET_URL, body=fixture_text("plantnet_too_many_requests.json"), status=429,
-                          headers={"RateLimit": '"dailyQuota";r=0;t=3600'})
+    mocked_responses.post(
+        PLANTNET_URL,
+        body=fixture_text("plantnet_too_many_requests.json"),
+        status=429,
+        headers={"RateLimit": '"dailyQuota";r=0;t=3600'},
+    )
     with pytest.raises(ProviderRateLimitedError) as caught:
         client.identify(make_request())
     assert caught.value.retry_after == 3600
 
 
 def test_retry_after_header_wins(client, mocked_responses):
-    mocked_responses.post(PLANTNET_URL, body=fixture_text("plantnet_too_many_requests.json"), status=429,
-                          headers={"Retry-After": "120"})
+    mocked_responses.post(
+        PLANTNET_URL, body=fixture_text("plantnet_too_many_requests.json"), status=429, headers={"Retry-After": "120"}
+    )
     with pytest.raises(ProviderRateLimitedError) as caught:
         client.identify(make_request())
     assert caught.value.retry_after == 120
@@ -120,8 +128,10 @@ def test_timeout_and_malformed_body(client, mocked_responses):
 def test_key_in_query_never_appears_in_errors(mocked_responses):
     client = PlantNetClient(api_key="sekrit-pn-key", base_url=settings.PLANTNET_API_URL, timeout=5, project="all")
     # requests' own messages carry the URL, and with it the key: it must be stripped.
-    mocked_responses.post(PLANTNET_URL, body=requests.ConnectionError(
-        "Max retries exceeded with url: /v2/identify/all?api-key=sekrit-pn-key"))
+    mocked_responses.post(
+        PLANTNET_URL,
+        body=requests.ConnectionError("Max retries exceeded with url: /v2/identify/all?api-key=sekrit-pn-key"),
+    )
     with pytest.raises(ProviderUnavailableError) as caught:
         client.identify(make_request())
     assert "sekrit-pn-key" not in str(caught.value)

@@ -1,0 +1,190 @@
+"""The identify service with injected fake clients: parallel fan-out, deadline, degradation, storage."""
+
+import threading
+
+import pytest
+
+from apps.plant_identification.exceptions import (
+    NoProviderAvailableError,
+    ProviderCircuitOpenError,
+    ProviderRateLimitedError,
+    ProviderUnavailableError,
+)
+from apps.plant_identification.models import Identification
+from apps.plant_identification.services.identify import plant_identify
+from apps.plant_identification.types import Provider, ProviderAnswer, ProviderStatus, Suggestion
+from tests.plant_identification.clients.test_plant_id import make_request
+
+
+class FakeClient:
+    """Implements the client interface the service uses; ``behaviour`` returns an answer or raises."""
+
+    def __init__(self, provider: Provider, behaviour) -> None:
+        self.provider = provider
+        self.behaviour = behaviour
+        self.calls = 0
+
+    def build_request(self, request):
+        return request
+
+    def cache_key(self, outbound) -> str:
+        return f"fake:{self.provider.value}:{id(self)}"
+
+    def send(self, outbound):
+        self.calls += 1
+        return self.behaviour()
+
+
+def answering(provider: Provider, name="Monstera deliciosa", score=0.8):
+    return lambda: ProviderAnswer(
+        provider=provider, raw={"name": name}, suggestions=(Suggestion(scientific_name=name, score=score),)
+    )
+
+
+def failing(exc):
+    def raise_it():
+        raise exc
+
+    return raise_it
+
+
+pytestmark = pytest.mark.django_db
+
+
+def test_both_providers_answer_and_are_merged():
+    clients = {
+        Provider.PLANT_ID: FakeClient(Provider.PLANT_ID, answering(Provider.PLANT_ID)),
+        Provider.PLANTNET: FakeClient(Provider.PLANTNET, answering(Provider.PLANTNET)),
+    }
+    identification = plant_identify(request=make_request(), clients=clients)
+
+    assert identification.degraded is False
+    assert identification.suggestions[0]["sources"] == ["plant_id", "plantnet"]
+    statuses = {r.provider: r.status for r in identification.provider_results.all()}
+    assert statuses == {"plant_id": "ok", "plantnet": "ok"}
+
+
+def test_providers_are_called_in_parallel():
+    """Each fake waits for the other at a barrier: called one after the other, both would time out."""
+    barrier = threading.Barrier(2, timeout=5)
+
+    def meet_then(provider):
+        def behaviour():
+            barrier.wait()
+            return answering(provider)()
+
+        return behaviour
+
+    clients = {p: FakeClient(p, meet_then(p)) for p in Provider}
+    identification = plant_identify(request=make_request(), clients=clients)
+    assert {r.status for r in identification.provider_results.all()} == {"ok"}
+
+
+def test_one_provider_out_is_a_degraded_answer():
+    clients = {
+        Provider.PLANT_ID: FakeClient(Provider.PLANT_ID, answering(Provider.PLANT_ID)),
+        Provider.PLANTNET: FakeClient(Provider.PLANTNET, failing(ProviderCircuitOpenError("plantnet", retry_after=12))),
+    }
+    identification = plant_identify(request=make_request(), clients=clients)
+
+    assert identification.degraded is True
+    assert identification.message == "Partial result from Plant.id only (Pl@ntNet circuit open)."
+    assert identification.suggestions[0]["sources"] == ["plant_id"]
+
+
+def test_deadline_turns_a_hanging_provider_into_a_timeout(settings):
+    settings.IDENTIFY_DEADLINE = 0.2
+    release = threading.Event()
+
+    def hang():
+        release.wait(10)
+        return answering(Provider.PLANTNET)()
+
+    clients = {
+        Provider.PLANT_ID: FakeClient(Provider.PLANT_ID, answering(Provider.PLANT_ID)),
+        Provider.PLANTNET: FakeClient(Provider.PLANTNET, hang),
+    }
+    try:
+        identification = plant_identify(request=make_request(), clients=clients)
+    finally:
+        release.set()
+    results = {r.provider: r for r in identification.provider_results.all()}
+    assert results["plantnet"].status == ProviderStatus.TIMEOUT
+    assert results["plantnet"].error_class == "DeadlineExceeded"
+    assert results["plant_id"].status == ProviderStatus.OK
+
+
+def test_both_out_raises_with_earliest_retry():
+    clients = {
+        Provider.PLANT_ID: FakeClient(
+            Provider.PLANT_ID, failing(ProviderCircuitOpenError("plant_id", retry_after=41.2))
+        ),
+        Provider.PLANTNET: FakeClient(
+            Provider.PLANTNET, failing(ProviderRateLimitedError("plantnet", "quota", retry_after=3600))
+        ),
+    }
+    with pytest.raises(NoProviderAvailableError) as caught:
+        plant_identify(request=make_request(), clients=clients)
+    assert caught.value.retry_after == 42
+    assert Identification.objects.count() == 0
+
+
+def test_both_out_with_closed_circuits_says_retry_soon():
+    clients = {p: FakeClient(p, failing(ProviderUnavailableError(p.value, "HTTP 500"))) for p in Provider}
+    with pytest.raises(NoProviderAvailableError) as caught:
+        plant_identify(request=make_request(), clients=clients)
+    assert caught.value.retry_after == 1
+
+
+def test_no_provider_configured(settings):
+    settings.PLANT_ID_API_KEY = settings.PLANTNET_API_KEY = ""
+    with pytest.raises(NoProviderAvailableError, match="No identification provider is configured"):
+        plant_identify(request=make_request())
+
+
+def test_unconfigured_provider_is_not_degradation():
+    clients = {Provider.PLANTNET: FakeClient(Provider.PLANTNET, answering(Provider.PLANTNET))}
+    identification = plant_identify(request=make_request(), clients=clients)
+    assert identification.degraded is False
+    statuses = {r.provider: r.status for r in identification.provider_results.all()}
+    assert statuses == {"plant_id": "not_configured", "plantnet": "ok"}
+
+
+def test_an_unexpected_bug_in_a_client_costs_only_that_provider():
+    clients = {
+        Provider.PLANT_ID: FakeClient(Provider.PLANT_ID, failing(ZeroDivisionError())),
+        Provider.PLANTNET: FakeClient(Provider.PLANTNET, answering(Provider.PLANTNET)),
+    }
+    identification = plant_identify(request=make_request(), clients=clients)
+    results = {r.provider: r for r in identification.provider_results.all()}
+    assert (results["plant_id"].status, results["plant_id"].error_class) == ("error", "ZeroDivisionError")
+
+
+def test_cached_answer_costs_no_call():
+    plantnet = FakeClient(Provider.PLANTNET, answering(Provider.PLANTNET))
+    plant_identify(request=make_request(), clients={Provider.PLANTNET: plantnet})
+    second = plant_identify(request=make_request(), clients={Provider.PLANTNET: plantnet})
+
+    assert plantnet.calls == 1
+    assert second.provider_results.get(provider="plantnet").cached is True
+
+
+def test_what_is_stored():
+    request = make_request(latitude=1.5, longitude=2.5)
+    clients = {
+        Provider.PLANT_ID: FakeClient(Provider.PLANT_ID, answering(Provider.PLANT_ID)),
+        Provider.PLANTNET: FakeClient(
+            Provider.PLANTNET, failing(ProviderUnavailableError("plantnet", "HTTP 502", status_code=502))
+        ),
+    }
+    identification = plant_identify(request=request, clients=clients)
+    stored = Identification.objects.get(pk=identification.pk)
+
+    assert stored.image_hashes == [request.images[0].sha256]
+    assert (stored.latitude, stored.longitude, stored.organs) == (1.5, 2.5, ["leaf"])
+    assert stored.top_scientific_name == "Monstera deliciosa"
+    plant_id, plantnet = stored.provider_results.order_by("provider")
+    assert plant_id.raw_payload == {"name": "Monstera deliciosa"}
+    assert plant_id.latency_ms is not None
+    assert (plantnet.status, plantnet.http_status, plantnet.error_class) == ("error", 502, "ProviderUnavailableError")
+    assert plantnet.raw_payload is None
