@@ -4,6 +4,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -27,6 +29,8 @@ from apps.plant_identification.serializers import (
 )
 from apps.plant_identification.services.identify import plant_identify
 
+JSON_OBJECT = OpenApiTypes.OBJECT
+
 
 @method_decorator(transaction.non_atomic_requests, name="dispatch")
 class PlantIdentifyView(APIView):
@@ -36,6 +40,10 @@ class PlantIdentifyView(APIView):
     permission_classes = [CanIdentify]
     throttle_classes = [IdentifyThrottle]
 
+    @extend_schema(
+        request={"multipart/form-data": IdentifyInputSerializer},
+        responses={200: IdentificationOutputSerializer, 503: JSON_OBJECT},
+    )
     def post(self, request):
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
         if declared > settings.IDENTIFY_MAX_REQUEST_BYTES:  # refuse before reading the body
@@ -51,6 +59,7 @@ class IdentificationDetailView(APIView):
 
     permission_classes = [AllowAny]
 
+    @extend_schema(responses=IdentificationOutputSerializer)
     def get(self, request, identification_id):
         identification = identification_for_user(identification_id=identification_id, user=request.user)
         if identification is None:
@@ -63,6 +72,7 @@ class CircuitListView(APIView):
 
     permission_classes = [IsAdminUser]
 
+    @extend_schema(responses=JSON_OBJECT)
     def get(self, request):
         return Response({s.provider.value: circuit_as_dict(s) for s in circuit_snapshot_list()})
 
@@ -75,6 +85,7 @@ class HealthView(APIView):
     authentication_classes = []
     throttle_classes = []
 
+    @extend_schema(responses=JSON_OBJECT)
     def get(self, request):
         body, serving = health_report()
         return Response(body, status=status.HTTP_200_OK if serving else status.HTTP_503_SERVICE_UNAVAILABLE)
@@ -88,6 +99,7 @@ class LiveView(APIView):
     authentication_classes = []
     throttle_classes = []
 
+    @extend_schema(responses=JSON_OBJECT)
     def get(self, request):
         return Response({"status": "pass"})
 
@@ -100,6 +112,7 @@ class ReadyView(APIView):
     authentication_classes = []
     throttle_classes = []
 
+    @extend_schema(responses=JSON_OBJECT)
     def get(self, request):
         checks = {"database": {"status": database_check()}, "redis": {"status": redis_check()}}
         ready = all(check["status"] != "fail" for check in checks.values())

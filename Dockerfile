@@ -1,0 +1,24 @@
+# Production image: gunicorn serving backend.wsgi; configuration comes only from environment variables.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
+
+# Only the application code: never .env, .venv, db.sqlite3 or tests.
+COPY manage.py ./
+COPY backend ./backend
+COPY apps ./apps
+
+RUN useradd --create-home --uid 1000 app && chown app:app /app
+USER app
+
+EXPOSE 8000
+
+CMD ["sh", "-c", "python manage.py migrate && exec gunicorn backend.wsgi:application -b 0.0.0.0:8000 -w 4 -k gthread --threads 16 --timeout 60"]
