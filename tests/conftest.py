@@ -109,3 +109,20 @@ def api_client(user):
 @pytest.fixture
 def anonymous_client():
     return APIClient()
+
+
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+
+
+@pytest.fixture
+def redis_unreachable(settings):
+    """Point the breaker storage (and the Redis health check) at a port where nothing listens."""
+    settings.REDIS_URL = UNREACHABLE_REDIS
+    settings.CACHES = {
+        **settings.CACHES,
+        "circuits": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": UNREACHABLE_REDIS,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.05, "SOCKET_TIMEOUT": 0.05},
+        },
+    }

@@ -7,11 +7,8 @@ from apps.plant_identification.models import Circuit, CircuitEvent, Identificati
 from apps.plant_identification.types import Provider
 
 
-class ReadOnlyInline(admin.TabularInline):
-    """An inline that only shows rows."""
-
-    extra = 0
-    can_delete = False
+class ViewOnlyMixin:
+    """Rows written by the service, never by hand: staff may look, not add or edit."""
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False
@@ -20,13 +17,20 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
+class ReadOnlyInline(ViewOnlyMixin, admin.TabularInline):
+    """An inline that only shows rows."""
+
+    extra = 0
+    can_delete = False
+
+
 class ProviderResultInline(ReadOnlyInline):
     model = ProviderResult
     fields = ["provider", "status", "latency_ms", "cached", "http_status", "error_class", "error_detail", "raw_payload"]
 
 
 @admin.register(Identification)
-class IdentificationAdmin(admin.ModelAdmin):
+class IdentificationAdmin(ViewOnlyMixin, admin.ModelAdmin):
     """Identifications: filter by degraded and provider outcome, search by species."""
 
     list_display = ["created_at", "top_scientific_name", "degraded", "image_count", "user"]
@@ -53,12 +57,6 @@ class IdentificationAdmin(admin.ModelAdmin):
         "scientific_names",
     ]
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
 
 class CircuitEventInline(ReadOnlyInline):
     model = CircuitEvent
@@ -67,7 +65,7 @@ class CircuitEventInline(ReadOnlyInline):
 
 
 @admin.register(Circuit)
-class CircuitAdmin(admin.ModelAdmin):
+class CircuitAdmin(ViewOnlyMixin, admin.ModelAdmin):
     """Circuits: live state from the breaker storage, transition history from the database."""
 
     list_display = ["provider", "state", "failures", "half_open_in"]
@@ -88,23 +86,14 @@ class CircuitAdmin(admin.ModelAdmin):
         retry_after = breaker_for(Provider(circuit.provider)).snapshot().retry_after
         return f"{retry_after} s" if retry_after else "-"
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 
 @admin.register(CircuitEvent)
-class CircuitEventAdmin(admin.ModelAdmin):
+class CircuitEventAdmin(ViewOnlyMixin, admin.ModelAdmin):
     """Every circuit transition."""
 
     list_display = ["created_at", "circuit", "from_state", "to_state", "fail_count", "worker"]
     list_filter = ["circuit", "to_state"]
     date_hierarchy = "created_at"
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False

@@ -78,12 +78,16 @@ class CircuitListView(APIView):
 
 
 @method_decorator(never_cache, name="dispatch")
-class HealthView(APIView):
-    """Circuits and dependencies; 200 while some configured provider can be called, else 503."""
+class ProbeView(APIView):
+    """Base of the health probes: open to all, never cached, never throttled, no session lookup."""
 
     permission_classes = [AllowAny]
     authentication_classes = []
     throttle_classes = []
+
+
+class HealthView(ProbeView):
+    """Circuits and dependencies; 200 while some configured provider can be called, else 503."""
 
     @extend_schema(responses=JSON_OBJECT)
     def get(self, request):
@@ -91,26 +95,16 @@ class HealthView(APIView):
         return Response(body, status=status.HTTP_200_OK if serving else status.HTTP_503_SERVICE_UNAVAILABLE)
 
 
-@method_decorator(never_cache, name="dispatch")
-class LiveView(APIView):
+class LiveView(ProbeView):
     """The process is up; checks no dependency."""
-
-    permission_classes = [AllowAny]
-    authentication_classes = []
-    throttle_classes = []
 
     @extend_schema(responses=JSON_OBJECT)
     def get(self, request):
         return Response({"status": "pass"})
 
 
-@method_decorator(never_cache, name="dispatch")
-class ReadyView(APIView):
+class ReadyView(ProbeView):
     """The database and (when configured) Redis answer."""
-
-    permission_classes = [AllowAny]
-    authentication_classes = []
-    throttle_classes = []
 
     @extend_schema(responses=JSON_OBJECT)
     def get(self, request):

@@ -166,23 +166,6 @@ def test_disabled_breakers_call_through(plant_id, mocked_responses, settings):
     assert call_ignoring_errors(plant_id, 1) == [None]
 
 
-UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
-
-
-@pytest.fixture
-def redis_unreachable(settings):
-    """Point the breaker storage at a port where nothing listens."""
-    settings.REDIS_URL = UNREACHABLE_REDIS
-    settings.CACHES = {
-        **settings.CACHES,
-        "circuits": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": UNREACHABLE_REDIS,
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.05, "SOCKET_TIMEOUT": 0.05},
-        },
-    }
-
-
 def test_construction_touches_no_redis(redis_unreachable):
     """Django imports the module-level breakers at start-up: with Redis unreachable that must work."""
     breaker = ProviderCircuitBreaker(Provider.PLANTNET)
