@@ -4,6 +4,7 @@ import io
 import json
 
 import pytest
+import requests
 from django.urls import reverse
 from PIL import Image
 
@@ -255,3 +256,33 @@ def test_api_keys_never_reach_the_response_the_store_or_the_logs(
         assert key not in body
         assert key not in stored
         assert key not in caplog.text
+
+
+@pytest.mark.parametrize("down", list(Provider))
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [
+        ({"body": requests.ReadTimeout("slow")}, "timeout"),
+        ({"body": requests.ConnectionError("refused")}, "error"),
+        ({"status": 503, "body": "unavailable"}, "error"),
+        ({"status": 401, "body": "The specified api key not found."}, "error"),
+        ({"status": 200, "body": "{not json"}, "error"),
+    ],
+)
+def test_each_provider_out_leaves_the_other_answering(api_client, mocked_responses, down, failure, status):
+    urls = {Provider.PLANT_ID: PLANT_ID_URL, Provider.PLANTNET: PLANTNET_URL}
+    ok = {
+        Provider.PLANT_ID: ("plant_id_identification_ok.json", 201),
+        Provider.PLANTNET: ("plantnet_identify_ok.json", 200),
+    }
+    up = next(p for p in Provider if p != down)
+    mocked_responses.post(urls[up], json=fixture_json(ok[up][0]), status=ok[up][1])
+    mocked_responses.post(urls[down], **failure)
+
+    response = post(api_client)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["degraded"] is True
+    assert body["providers"][down.value]["status"] == status
+    assert body["providers"][up.value]["status"] == "ok"
+    assert body["suggestions"][0]["sources"] == [up.value]
