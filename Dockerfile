@@ -16,6 +16,9 @@ COPY manage.py ./
 COPY backend ./backend
 COPY apps ./apps
 
+# Admin and API-docs assets, served by WhiteNoise.
+RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput
+
 RUN useradd --create-home --uid 1000 app && chown app:app /app
 USER app
 

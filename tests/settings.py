@@ -27,3 +27,4 @@ os.environ.update(
 from backend.settings import *  # noqa: F403
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+WHITENOISE_AUTOREFRESH = True  # serve from finders; no collectstatic needed in tests

@@ -22,7 +22,9 @@ def circuit_as_dict(snapshot: CircuitSnapshot) -> dict:
         "state": snapshot.state,
         "fail_count": snapshot.fail_count,
         "fail_max": snapshot.fail_max,
-        "reset_timeout": snapshot.reset_timeout,
+        "reset_timeout": int(snapshot.reset_timeout)
+        if float(snapshot.reset_timeout).is_integer()
+        else snapshot.reset_timeout,
         "retry_after": snapshot.retry_after,
     }
 

@@ -34,8 +34,9 @@ class IdentifyInputSerializer(serializers.Serializer):
             for key in ("include_diseases", "latitude", "longitude")
             if request.data.get(key) not in (None, "")
         }
-        data["images"] = request.FILES.getlist("images") or request.FILES.getlist("image")
-        organs = [part.strip() for value in request.data.getlist("organs") for part in value.split(",")]
+        data["images"] = request.FILES.getlist("images") or request.FILES.getlist("image")  # "image": alias
+        raw_organs = request.data.getlist("organs") if hasattr(request.data, "getlist") else []
+        organs = [part.strip() for value in raw_organs for part in str(value).split(",")]
         if any(organs):
             data["organs"] = organs
         return cls(data=data)

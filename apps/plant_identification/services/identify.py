@@ -6,6 +6,7 @@ import math
 from django.conf import settings
 from django.db import transaction
 
+from apps.plant_identification.breakers import breaker_for
 from apps.plant_identification.circuit_events import circuit_events_flush
 from apps.plant_identification.clients import BaseProviderClient, build_clients
 from apps.plant_identification.exceptions import NoProviderAvailableError
@@ -23,8 +24,12 @@ QUOTA_DEFAULT_RETRY_AFTER = 60
 
 def _retry_after(outcome: ProviderOutcome) -> float:
     """Seconds before calling this provider again could help."""
-    if outcome.status in (ProviderStatus.CIRCUIT_OPEN, ProviderStatus.QUOTA_EXHAUSTED):
-        return outcome.retry_after if outcome.retry_after is not None else QUOTA_DEFAULT_RETRY_AFTER
+    if outcome.retry_after is not None:
+        return outcome.retry_after
+    if outcome.status == ProviderStatus.QUOTA_EXHAUSTED:
+        return QUOTA_DEFAULT_RETRY_AFTER
+    if settings.CIRCUIT_BREAKER_ENABLED:  # this very failure may have opened the circuit
+        return breaker_for(outcome.provider).retry_after() or 0.0
     return 0.0
 
 

@@ -286,3 +286,26 @@ def test_each_provider_out_leaves_the_other_answering(api_client, mocked_respons
     assert body["providers"][down.value]["status"] == status
     assert body["providers"][up.value]["status"] == "ok"
     assert body["suggestions"][0]["sources"] == [up.value]
+
+
+def test_request_that_trips_both_circuits_says_when_to_retry(api_client, mocked_responses, settings):
+    settings.PLANT_ID_CIRCUIT_FAIL_MAX = settings.PLANTNET_CIRCUIT_FAIL_MAX = 1
+    mocked_responses.post(PLANT_ID_URL, status=500, body="boom")
+    mocked_responses.post(PLANTNET_URL, status=500, json=fixture_json("plantnet_internal_error.json"))
+    response = post(api_client)
+    assert response.status_code == 503
+    assert int(response["Retry-After"]) == min(
+        settings.PLANT_ID_CIRCUIT_RESET_TIMEOUT, settings.PLANTNET_CIRCUIT_RESET_TIMEOUT
+    )
+
+
+def test_empty_post_is_400_json(api_client, mocked_responses):
+    response = api_client.post(IDENTIFY)
+    assert response.status_code == 400
+    assert response.json()["errors"]["images"]
+
+
+def test_unknown_url_is_json_404(api_client):
+    response = api_client.get("/api/v1/no-such-thing/")
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
