@@ -151,6 +151,11 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 IDENTIFY_MAX_IMAGES = 5
 IDENTIFY_MAX_IMAGE_BYTES = env_int("IDENTIFY_MAX_IMAGE_BYTES", default=20 * 1024 * 1024, minimum=1)
 IDENTIFY_MAX_REQUEST_BYTES = env_int("IDENTIFY_MAX_REQUEST_BYTES", default=50 * 1024 * 1024, minimum=1)
+IDENTIFY_MAX_IMAGE_PIXELS = env_int("IDENTIFY_MAX_IMAGE_PIXELS", default=50_000_000, minimum=1)
+IDENTIFY_MIN_IMAGE_SIDE = env_int("IDENTIFY_MIN_IMAGE_SIDE", default=100, minimum=1)
+# Long side of the JPEG each provider receives (upstream_apis.md: Plant.id 1500 px, Pl@ntNet 1280 px).
+PLANT_ID_IMAGE_MAX_SIDE = env_int("PLANT_ID_IMAGE_MAX_SIDE", default=1500, minimum=100)
+PLANTNET_IMAGE_MAX_SIDE = env_int("PLANTNET_IMAGE_MAX_SIDE", default=1280, minimum=100)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024  # non-file fields only
 
 # ---------------------------------------------------------------------------- PLANT IDENTIFICATION PROVIDERS

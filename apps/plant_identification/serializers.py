@@ -8,6 +8,9 @@ from apps.plant_identification.images import ImageRejectedError, image_load
 from apps.plant_identification.models import Identification
 from apps.plant_identification.types import IdentifyRequest, Organ, Provider
 
+# Pl@ntNet accepts these only alongside a primary organ (upstream_apis.md B.2).
+SECONDARY_ORGANS = {Organ.HABIT.value, Organ.OTHER.value}
+
 
 class PayloadTooLargeError(APIException):
     """An upload over a configured size limit (413); not a ValidationError, so it is never folded into a 400."""
@@ -62,6 +65,10 @@ class IdentifyInputSerializer(serializers.Serializer):
         organs = attrs.get("organs") or [Organ.AUTO.value] * len(attrs["images"])
         if len(organs) != len(attrs["images"]):
             raise serializers.ValidationError({"organs": "Give one organ per image, in the same order."})
+        if set(organs) <= SECONDARY_ORGANS:
+            raise serializers.ValidationError(
+                {"organs": "habit and other need at least one leaf, flower, fruit, bark or auto image."}
+            )
         if (attrs.get("latitude") is None) != (attrs.get("longitude") is None):
             raise serializers.ValidationError({"latitude": "Send latitude and longitude together."})
         attrs["organs"] = organs

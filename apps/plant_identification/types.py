@@ -1,5 +1,6 @@
 """Value types shared by clients, breakers and services: providers, inputs, answers and outcomes."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -38,11 +39,15 @@ class ProviderStatus(StrEnum):
 
 @dataclass(frozen=True)
 class ImageInput:
-    """One validated photo: the bytes we forward and their hash."""
+    """One validated photo, normalised to a metadata-free JPEG for each provider."""
 
-    data: bytes
-    content_type: str
-    sha256: str
+    renditions: Mapping[Provider, bytes]
+    sha256: str  # of the largest rendition: the photo's identity, whatever metadata it was uploaded with
+    content_type: str = "image/jpeg"
+
+    def data_for(self, provider: Provider) -> bytes:
+        """The bytes to send to ``provider``."""
+        return self.renditions[provider]
 
 
 @dataclass(frozen=True)

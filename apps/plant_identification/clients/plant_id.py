@@ -40,7 +40,7 @@ class PlantIdClient(BaseProviderClient):
 
     def build_request(self, request: IdentifyRequest) -> OutboundRequest:
         body: dict[str, Any] = {
-            "images": [base64.b64encode(image.data).decode("ascii") for image in request.images],
+            "images": [base64.b64encode(image.data_for(self.provider)).decode("ascii") for image in request.images],
             "similar_images": True,
         }
         if request.include_diseases:

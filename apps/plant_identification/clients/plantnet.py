@@ -36,7 +36,7 @@ class PlantNetClient(BaseProviderClient):
                 "include-related-images": "true",
             },
             files=[
-                ("images", (f"image_{index}.jpg", image.data, image.content_type))
+                ("images", (f"image_{index}.jpg", image.data_for(self.provider), image.content_type))
                 for index, image in enumerate(request.images)
             ],
             data={"organs": [organ.value for organ in request.organs]},

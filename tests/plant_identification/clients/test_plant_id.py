@@ -1,7 +1,7 @@
 """Plant.id v3 client: the request we send and how each answer and error is classified."""
 
 import base64
-import hashlib
+import io
 import json
 
 import pytest
@@ -17,13 +17,13 @@ from apps.plant_identification.exceptions import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
-from apps.plant_identification.types import IdentifyRequest, ImageInput, Organ, ProviderStatus
+from apps.plant_identification.images import image_normalise
+from apps.plant_identification.types import IdentifyRequest, Organ, Provider, ProviderStatus
 from tests.conftest import PLANT_ID_URL, fixture_json, fixture_text, jpeg_bytes
 
 
 def make_request(**overrides) -> IdentifyRequest:
-    data = jpeg_bytes()
-    image = ImageInput(data=data, content_type="image/jpeg", sha256=hashlib.sha256(data).hexdigest())
+    image = image_normalise(io.BytesIO(jpeg_bytes()))
     fields = {"images": (image,), "organs": (Organ.LEAF,), "include_diseases": True}
     fields.update(overrides)
     return IdentifyRequest(**fields)
@@ -43,7 +43,7 @@ def test_request_uses_api_key_header_base64_json_and_details_in_query(client, pl
     assert sent.url.startswith(PLANT_ID_URL + "?")
     assert "details=common_names%2Curl%2Cdescription" in sent.url
     body = json.loads(sent.body)
-    assert body["images"] == [base64.b64encode(request.images[0].data).decode()]
+    assert body["images"] == [base64.b64encode(request.images[0].data_for(Provider.PLANT_ID)).decode()]
     assert body["health"] == "all"
     assert (body["latitude"], body["longitude"]) == (52.37, 4.89)
     assert settings.PLANT_ID_API_KEY not in sent.url
