@@ -6,11 +6,12 @@ long side. The user's GPS position and camera data never reach a third party.
 
 import hashlib
 import io
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
 import pillow_heif
 from django.conf import settings
-from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, UnidentifiedImageError
 
 from apps.plant_identification.types import ImageInput, Provider
 
@@ -20,6 +21,7 @@ pillow_heif.register_heif_opener()
 ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "HEIF"}
 SUPPORTED_LABEL = "JPEG, PNG, WebP or HEIC/HEIF"
 JPEG_QUALITY = 85
+ORIENTATION_TAG = 0x0112
 SRGB_PROFILE = ImageCms.createProfile("sRGB")
 
 
@@ -53,7 +55,7 @@ def image_normalise(stream: BinaryIO, *, name: str = "image") -> ImageInput:
     try:
         with Image.open(stream) as image:
             _check_header(image, name)
-            upright = _decode_upright(image, max(provider_long_sides().values()))
+            pixels, orientation = _decode(image, max(provider_long_sides().values()))
     except ImageRejectedError:
         raise
     except Image.DecompressionBombError as exc:
@@ -62,7 +64,7 @@ def image_normalise(stream: BinaryIO, *, name: str = "image") -> ImageInput:
         raise ImageRejectedError(f"{name}: not an image we can read; send {SUPPORTED_LABEL}.") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageRejectedError(f"{name}: the image is corrupt or truncated.") from exc
-    renditions = _renditions(upright)
+    renditions = _renditions(pixels, orientation)
     largest = max(renditions.values(), key=len)
     return ImageInput(renditions=renditions, sha256=hashlib.sha256(largest).hexdigest())
 
@@ -82,13 +84,27 @@ def _check_header(image: Image.Image, name: str) -> None:
         )
 
 
-def _decode_upright(image: Image.Image, long_side: int) -> Image.Image:
-    """Decode (JPEGs at reduced scale), turn upright by EXIF, and convert to sRGB RGB on white."""
+# EXIF orientation -> the transpose that makes the picture upright (as ImageOps.exif_transpose does).
+UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _decode(image: Image.Image, long_side: int) -> tuple[Image.Image, int]:
+    """Decode the pixels (JPEGs at reduced scale) as sRGB RGB on white; return them and the EXIF orientation."""
     if image.format in ("JPEG", "MPO"):
         image.draft("RGB", (long_side, long_side))  # libjpeg's DCT scaling: decodes 1/2, 1/4 or 1/8 size
+    orientation = image.getexif().get(ORIENTATION_TAG, 1)
     icc_profile = image.info.get("icc_profile")
-    upright = ImageOps.exif_transpose(image)  # also loads the pixels; the first frame of an animation
-    return _to_rgb(upright, icc_profile)
+    image.seek(0)  # the first frame of an animation
+    image.load()
+    return _to_rgb(image, icc_profile), orientation
 
 
 def _to_rgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
@@ -104,24 +120,31 @@ def _to_rgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
             return ImageCms.profileToProfile(image, source, SRGB_PROFILE, outputMode="RGB")
         except (ImageCms.PyCMSError, OSError):
             pass  # a broken profile: keep the pixels as they are
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")
 
 
-def _renditions(image: Image.Image) -> dict[Provider, bytes]:
-    """One JPEG per provider, largest first so smaller ones are scaled from it; equal sizes encoded once."""
-    encoded: dict[int, bytes] = {}
-    renditions = {}
-    for provider, side in sorted(provider_long_sides().items(), key=lambda item: -item[1]):
-        if side not in encoded:
-            image = image.copy() if max(image.size) <= side else _scaled(image, side)
-            buffer = io.BytesIO()
-            image.save(buffer, "JPEG", quality=JPEG_QUALITY)  # no exif, no icc, no comment: nothing but pixels
-            encoded[side] = buffer.getvalue()
-        renditions[provider] = encoded[side]
-    return renditions
+def _renditions(image: Image.Image, orientation: int) -> dict[Provider, bytes]:
+    """One upright JPEG per distinct provider size, encoded in parallel (Pillow releases the GIL)."""
+    sides = provider_long_sides()
+    distinct = sorted(set(sides.values()), reverse=True)
+
+    def encode(side: int) -> bytes:
+        # Scale before turning upright (rotation keeps the long side), so the rotation works on fewer pixels.
+        scaled = _scaled(image, side)
+        upright = scaled.transpose(UPRIGHT[orientation]) if orientation in UPRIGHT else scaled
+        buffer = io.BytesIO()
+        upright.save(buffer, "JPEG", quality=JPEG_QUALITY)  # no exif, no icc, no comment: only pixels
+        return buffer.getvalue()
+
+    with ThreadPoolExecutor(max_workers=len(distinct), thread_name_prefix="image") as pool:
+        encoded = dict(zip(distinct, pool.map(encode, distinct), strict=True))
+    return {provider: encoded[side] for provider, side in sides.items()}
 
 
 def _scaled(image: Image.Image, side: int) -> Image.Image:
-    scaled = image.copy()
-    scaled.thumbnail((side, side), Image.Resampling.BICUBIC, reducing_gap=2.0)
-    return scaled
+    """``image`` with its long side at most ``side``; BOX (area averaging) is the fast, alias-free downscale."""
+    width, height = image.size
+    if max(width, height) <= side:
+        return image
+    ratio = side / max(width, height)
+    return image.resize((max(1, round(width * ratio)), max(1, round(height * ratio))), Image.Resampling.BOX)
