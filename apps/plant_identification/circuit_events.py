@@ -27,6 +27,7 @@ class PendingCircuitEvent:
     to_state: str
     fail_count: int
     at: datetime
+    reason: str = ""
 
 
 _pending: "queue.SimpleQueue[PendingCircuitEvent]" = queue.SimpleQueue()
@@ -38,12 +39,21 @@ class CircuitEventListener(pybreaker.CircuitBreakerListener):
     def state_change(self, cb, old_state, new_state) -> None:
         try:
             old = old_state.name if old_state is not None else ""
-            if old == new_state.name:
-                return
-            fail_count = cb.fail_counter
+            snapshot = cb.snapshot()
+            reason = snapshot.reason if new_state.name == pybreaker.STATE_OPEN else ""
             log = logger.warning if new_state.name == pybreaker.STATE_OPEN else logger.info
-            log("[CIRCUIT] %s: %s -> %s (failures %d/%d)", cb.name, old or "?", new_state.name, fail_count, cb.fail_max)
-            _pending.put(PendingCircuitEvent(cb.name, old, new_state.name, fail_count, datetime.now(UTC)))
+            log(
+                "[CIRCUIT] %s: %s -> %s (failures %d/%d)%s",
+                cb.name,
+                old or "?",
+                new_state.name,
+                snapshot.fail_count,
+                snapshot.fail_max,
+                f" reason={reason}" if reason else "",
+            )
+            _pending.put(
+                PendingCircuitEvent(cb.name, old, new_state.name, snapshot.fail_count, datetime.now(UTC), reason)
+            )
         except Exception:  # a listener must never break the breaker
             logger.exception("[CIRCUIT] could not record a transition")
 
@@ -71,6 +81,7 @@ def circuit_events_flush() -> int:
             from_state=event.from_state,
             to_state=event.to_state,
             fail_count=event.fail_count,
+            reason=event.reason,
             worker=_WORKER,
         )
     return len(events)

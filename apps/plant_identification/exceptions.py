@@ -1,5 +1,7 @@
 """Domain errors: every way a provider call can fail, classified (imports neither DRF nor pybreaker)."""
 
+import math
+
 
 class PlantIdentificationError(Exception):
     """Root of every plant identification error."""
@@ -36,17 +38,23 @@ class ProviderResponseError(ProviderError):
 
 
 class ProviderRateLimitedError(ProviderError):
-    """The provider refused for quota or credits (429); ``retry_after`` in seconds when known."""
+    """The provider refused for quota or credits (429).
 
-    def __init__(
-        self, provider: str, message: str, *, status_code: int | None = 429, retry_after: float | None = None
-    ) -> None:
+    ``retry_after`` is when the quota comes back, in seconds (``math.inf``: only a top-up and staff can
+    reopen it). The breaker holds the circuit open that long: it is not an outage and is not probed.
+    """
+
+    def __init__(self, provider: str, message: str, *, status_code: int | None = 429, retry_after: float) -> None:
         super().__init__(provider, message, status_code=status_code)
         self.retry_after = retry_after
+        self.hold_open = (retry_after, "quota")
 
 
 class ProviderAuthError(ProviderError):
-    """The provider refused our credentials (401/403): a configuration fault."""
+    """The provider refused our credentials (401/403): a configuration fault; the circuit stays open until
+    staff close it."""
+
+    hold_open = (math.inf, "credentials")
 
 
 class ProviderRejectedRequestError(ProviderError):
@@ -54,11 +62,13 @@ class ProviderRejectedRequestError(ProviderError):
 
 
 class ProviderCircuitOpenError(ProviderError):
-    """The provider's circuit is open; ``retry_after`` is the seconds until a trial is allowed."""
+    """The provider's circuit is open; ``retry_after`` is the seconds until a trial is allowed (None: until
+    staff close it) and ``reason`` why it opened (failures, quota, credentials, forced)."""
 
-    def __init__(self, provider: str, *, retry_after: float | None = None) -> None:
-        super().__init__(provider, "circuit open")
+    def __init__(self, provider: str, *, retry_after: float | None = None, reason: str = "") -> None:
+        super().__init__(provider, f"circuit open ({reason})" if reason else "circuit open")
         self.retry_after = retry_after
+        self.reason = reason
 
 
 class NoProviderAvailableError(PlantIdentificationError):

@@ -83,6 +83,9 @@ class CircuitEvent(models.Model):
     from_state = models.CharField(max_length=16, blank=True)
     to_state = models.CharField(max_length=16)
     fail_count = models.PositiveIntegerField(default=0)
+    reason = models.CharField(
+        max_length=16, blank=True, help_text="why it opened: failures, quota, credentials, forced"
+    )
     worker = models.CharField(max_length=128, blank=True, help_text="host:pid that made the transition")
 
     class Meta:
@@ -90,3 +93,26 @@ class CircuitEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.circuit_id}: {self.from_state or '?'} -> {self.to_state}"
+
+
+class CircuitOverride(models.Model):
+    """Audit record of a staff member forcing a circuit open or closed."""
+
+    class Action(models.TextChoices):
+        OPEN = "open", "force open"
+        CLOSE = "close", "force close"
+
+    circuit = models.ForeignKey(Circuit, on_delete=models.CASCADE, related_name="overrides")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    action = models.CharField(max_length=8, choices=Action.choices)
+    reason = models.TextField()
+    state_before = models.CharField(max_length=16)
+    state_after = models.CharField(max_length=16)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="when the override lapses; empty: never")
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.circuit_id}: {self.action} by {self.user or '?'}"

@@ -26,6 +26,7 @@ def circuit_as_dict(snapshot: CircuitSnapshot) -> dict:
         if float(snapshot.reset_timeout).is_integer()
         else snapshot.reset_timeout,
         "retry_after": snapshot.retry_after,
+        "reason": snapshot.reason or None,
     }
 
 

@@ -106,3 +106,16 @@ class IdentificationOutputSerializer(serializers.ModelSerializer):
                 "cached": result.cached if result else False,
             }
         return body
+
+
+class CircuitOverrideInputSerializer(serializers.Serializer):
+    """A staff request to force a circuit: why, and optionally for how long."""
+
+    reason = serializers.CharField(max_length=500, allow_blank=False, trim_whitespace=True)
+    expires_in = serializers.FloatField(
+        required=False,
+        min_value=1,
+        allow_null=True,
+        default=None,
+        help_text="seconds until the override lapses; omit for no expiry",
+    )

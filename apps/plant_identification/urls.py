@@ -3,6 +3,7 @@
 from django.urls import path
 
 from apps.plant_identification import views
+from apps.plant_identification.models import CircuitOverride
 
 app_name = "plant_identification"
 
@@ -14,4 +15,14 @@ urlpatterns = [
         name="identification-detail",
     ),
     path("circuits/", views.CircuitListView.as_view(), name="circuits"),
+    path(
+        "circuits/<str:provider>/open/",
+        views.CircuitOverrideView.as_view(action=CircuitOverride.Action.OPEN),
+        name="circuit-open",
+    ),
+    path(
+        "circuits/<str:provider>/close/",
+        views.CircuitOverrideView.as_view(action=CircuitOverride.Action.CLOSE),
+        name="circuit-close",
+    ),
 ]

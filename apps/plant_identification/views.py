@@ -14,6 +14,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.plant_identification.access import CanIdentify, IdentifyThrottle
+from apps.plant_identification.breakers import breaker_for
 from apps.plant_identification.selectors import (
     circuit_as_dict,
     circuit_snapshot_list,
@@ -23,11 +24,14 @@ from apps.plant_identification.selectors import (
     redis_check,
 )
 from apps.plant_identification.serializers import (
+    CircuitOverrideInputSerializer,
     IdentificationOutputSerializer,
     IdentifyInputSerializer,
     PayloadTooLargeError,
 )
+from apps.plant_identification.services.circuits import circuit_override
 from apps.plant_identification.services.identify import plant_identify
+from apps.plant_identification.types import Provider
 
 JSON_OBJECT = OpenApiTypes.OBJECT
 
@@ -75,6 +79,34 @@ class CircuitListView(APIView):
     @extend_schema(responses=JSON_OBJECT)
     def get(self, request):
         return Response({s.provider.value: circuit_as_dict(s) for s in circuit_snapshot_list()})
+
+
+class CircuitOverrideView(APIView):
+    """POST to force one circuit open or closed for every worker (staff only; ``reason`` required)."""
+
+    permission_classes = [IsAdminUser]
+    action: str = ""
+
+    @extend_schema(request=CircuitOverrideInputSerializer, responses=JSON_OBJECT)
+    def post(self, request, provider):
+        if provider not in {p.value for p in Provider}:
+            raise NotFound(f"No circuit named {provider!r}.")
+        serializer = CircuitOverrideInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        override = circuit_override(
+            provider=Provider(provider), action=self.action, user=request.user, **serializer.validated_data
+        )
+        circuit = breaker_for(Provider(provider)).snapshot()
+        return Response(
+            {
+                "provider": provider,
+                "action": override.action,
+                "state_before": override.state_before,
+                "state_after": override.state_after,
+                "expires_at": override.expires_at,
+                "circuit": circuit_as_dict(circuit),
+            }
+        )
 
 
 @method_decorator(never_cache, name="dispatch")

@@ -169,12 +169,12 @@ def test_disabled_breakers_call_through(plant_id, mocked_responses, settings):
 def test_construction_touches_no_redis(redis_unreachable):
     """Django imports the module-level breakers at start-up: with Redis unreachable that must work."""
     breaker = ProviderCircuitBreaker(Provider.PLANTNET)
-    assert breaker.storage.redis_ok is True  # nothing tried yet
+    assert breaker.store.redis_ok is True  # nothing tried yet
 
     # On first use the breaker falls back to its in-process state instead of failing the call.
     with breaker.protect():
         pass
-    assert breaker.storage.redis_ok is False
+    assert breaker.store.redis_ok is False
     assert breaker.current_state == pybreaker.STATE_CLOSED
 
 

@@ -7,6 +7,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -26,6 +27,7 @@ from apps.plant_identification.types import IdentifyRequest, Provider, ProviderA
 logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0
+DEFAULT_QUOTA_WAIT = 60.0  # a 429 that says nothing about when the quota returns
 CACHE_VERSION = "v1"  # bump when parsing changes what a cached answer holds
 ERROR_EXCERPT = 200
 
@@ -76,6 +78,10 @@ class BaseProviderClient:
 
     def answer_for_error(self, response: requests.Response) -> ProviderAnswer | None:
         """Return an answer for an error status that means "answered, nothing found"; None otherwise."""
+        return None
+
+    def quota_reset_seconds(self, response: requests.Response) -> float | None:
+        """Seconds until a 429's quota comes back when no header says (``math.inf``: never by itself)."""
         return None
 
     # ------------------------------------------------------------------ public
@@ -152,8 +158,11 @@ class BaseProviderClient:
             return answer
         detail = f"HTTP {status}: {self._excerpt(response)}"
         if status == 429:
+            wait = retry_after_seconds(response)
+            if wait is None:
+                wait = self.quota_reset_seconds(response)
             raise ProviderRateLimitedError(
-                self.provider.value, self.redact(detail), retry_after=retry_after_seconds(response)
+                self.provider.value, self.redact(detail), retry_after=DEFAULT_QUOTA_WAIT if wait is None else wait
             )
         if status in (401, 403):
             raise self._error(ProviderAuthError, detail, status)
@@ -171,6 +180,21 @@ class BaseProviderClient:
     def redact(self, text: str) -> str:
         """Remove this client's API key from ``text``."""
         return text.replace(self.api_key, "[redacted]") if self.api_key else text
+
+
+def seconds_until_period_end(period: str, now: datetime | None = None) -> float:
+    """Seconds from ``now`` to the end of the current UTC ``day``, ``week`` (Monday 00:00) or ``month``."""
+    now = now or datetime.now(UTC)
+    start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "day":
+        end = start_of_day + timedelta(days=1)
+    elif period == "week":
+        end = start_of_day + timedelta(days=7 - now.weekday())
+    elif period == "month":
+        end = (start_of_day.replace(day=1) + timedelta(days=32)).replace(day=1)
+    else:
+        raise ValueError(period)
+    return (end - now).total_seconds()
 
 
 _RATELIMIT_RESET = re.compile(r"(?:^|[;,\s])t=(\d+)")

@@ -1,9 +1,13 @@
 """Plant.id v3 specifics: Api-Key auth, base64 JSON payload with health in the same call, parsing."""
 
 import base64
+import math
+import re
 from typing import Any
 
-from apps.plant_identification.clients.base import BaseProviderClient, OutboundRequest
+import requests
+
+from apps.plant_identification.clients.base import BaseProviderClient, OutboundRequest, seconds_until_period_end
 from apps.plant_identification.types import IdentifyRequest, Provider, ProviderAnswer, Suggestion
 
 # Plant and disease detail views share one `details` list (upstream_apis.md A.2).
@@ -26,6 +30,11 @@ PLANT_DETAIL_KEYS = (
     "gbif_id",
 )
 DISEASE_DETAIL_KEYS = ("local_name", "description", "treatment", "classification", "cause", "common_names", "url")
+
+
+# "The specified api key reached its day credit limit (100)." (also week and month): back when the period ends.
+CREDIT_LIMIT = re.compile(r"reached its (day|week|month) credit limit")
+OUT_OF_CREDITS = "sufficient number of available credits"  # only a top-up helps
 
 
 def _value(view: Any) -> Any:
@@ -54,6 +63,12 @@ class PlantIdClient(BaseProviderClient):
             headers={"Api-Key": self.api_key},
             json=body,
         )
+
+    def quota_reset_seconds(self, response: requests.Response) -> float | None:
+        limit = CREDIT_LIMIT.search(response.text)
+        if limit:
+            return seconds_until_period_end(limit.group(1))
+        return math.inf if OUT_OF_CREDITS in response.text else None
 
     def parse_response(self, payload: Any) -> ProviderAnswer:
         result = payload["result"]

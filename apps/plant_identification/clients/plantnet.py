@@ -4,7 +4,7 @@ from typing import Any
 
 import requests
 
-from apps.plant_identification.clients.base import BaseProviderClient, OutboundRequest
+from apps.plant_identification.clients.base import BaseProviderClient, OutboundRequest, seconds_until_period_end
 from apps.plant_identification.types import IdentifyRequest, Provider, ProviderAnswer, Suggestion
 
 NB_RESULTS = 10
@@ -41,6 +41,9 @@ class PlantNetClient(BaseProviderClient):
             ],
             data={"organs": [organ.value for organ in request.organs]},
         )
+
+    def quota_reset_seconds(self, response: requests.Response) -> float | None:
+        return seconds_until_period_end("day")  # the daily quota resets at 00:00 UTC
 
     def parse_response(self, payload: Any) -> ProviderAnswer:
         return ProviderAnswer(

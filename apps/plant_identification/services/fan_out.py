@@ -16,6 +16,7 @@ from apps.plant_identification.exceptions import (
     ProviderRateLimitedError,
     ProviderTimeoutError,
 )
+from apps.plant_identification.services.bulkhead import BULKHEADS, total_capacity
 from apps.plant_identification.types import IdentifyRequest, Provider, ProviderOutcome, ProviderStatus
 
 logger = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ def provider_executor() -> ThreadPoolExecutor:
     global _executor
     with _executor_lock:
         if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=settings.IDENTIFY_MAX_WORKERS, thread_name_prefix="provider")
+            # One thread per bulkhead slot: a provider that hangs fills its own slots, never the other's.
+            _executor = ThreadPoolExecutor(max_workers=total_capacity(), thread_name_prefix="provider")
         return _executor
 
 
@@ -42,7 +44,7 @@ def _cache_ttl(provider: Provider) -> int:
 
 def _failure_status(exc: ProviderError) -> ProviderStatus:
     if isinstance(exc, ProviderCircuitOpenError):
-        return ProviderStatus.CIRCUIT_OPEN
+        return ProviderStatus.QUOTA_EXHAUSTED if exc.reason == "quota" else ProviderStatus.CIRCUIT_OPEN
     if isinstance(exc, ProviderRateLimitedError):
         return ProviderStatus.QUOTA_EXHAUSTED
     if isinstance(exc, ProviderTimeoutError):
@@ -94,20 +96,38 @@ def provider_call(client: BaseProviderClient, request: IdentifyRequest) -> Provi
         )
 
 
+def _bulkheaded_call(bulkhead, client: BaseProviderClient, request: IdentifyRequest) -> ProviderOutcome:
+    try:
+        return provider_call(client, request)
+    finally:
+        bulkhead.release()
+
+
 def providers_fan_out(
     clients: dict[Provider, BaseProviderClient], request: IdentifyRequest, *, deadline: float
 ) -> dict[Provider, ProviderOutcome]:
     """Call every client at once; a provider still running at ``deadline`` seconds is a timeout."""
-    futures: dict[Provider, Future] = {
-        provider: provider_executor().submit(provider_call, client, request) for provider, client in clients.items()
-    }
+    outcomes: dict[Provider, ProviderOutcome] = {}
+    futures: dict[Provider, Future] = {}
+    for provider, client in clients.items():
+        bulkhead = BULKHEADS[provider]
+        if bulkhead.try_acquire():
+            futures[provider] = provider_executor().submit(_bulkheaded_call, bulkhead, client, request)
+        else:
+            outcomes[provider] = ProviderOutcome(
+                provider,
+                ProviderStatus.ERROR,
+                latency_ms=0,
+                error_class="BulkheadFullError",
+                error_detail=f"{bulkhead.limit} calls to {provider.value} already in flight in this worker",
+            )
     wait(futures.values(), timeout=deadline)
-    outcomes = {}
     for provider, future in futures.items():
         if future.done():
             outcomes[provider] = future.result()
         else:
-            future.cancel()  # stops it only if it never started; a running call ends on its own timeout
+            if future.cancel():  # it never started: give its bulkhead slot back (a running call ends on its own)
+                BULKHEADS[provider].release()
             outcomes[provider] = ProviderOutcome(
                 provider,
                 ProviderStatus.TIMEOUT,

@@ -19,17 +19,16 @@ logger = logging.getLogger(__name__)
 
 PROVIDER_LABELS = {Provider.PLANT_ID: "Plant.id", Provider.PLANTNET: "Pl@ntNet"}
 NOT_CONFIGURED_RETRY_AFTER = 60
-QUOTA_DEFAULT_RETRY_AFTER = 60
+UNKNOWN_RETRY_AFTER = 3600  # every provider waits for staff (credentials, credits): ask clients to come back later
 
 
 def _retry_after(outcome: ProviderOutcome) -> float:
-    """Seconds before calling this provider again could help."""
-    if outcome.retry_after is not None:
-        return outcome.retry_after
-    if outcome.status == ProviderStatus.QUOTA_EXHAUSTED:
-        return QUOTA_DEFAULT_RETRY_AFTER
+    """Seconds before calling this provider again could help (``inf``: not before staff act)."""
+    if outcome.status in (ProviderStatus.CIRCUIT_OPEN, ProviderStatus.QUOTA_EXHAUSTED):
+        return math.inf if outcome.retry_after is None else outcome.retry_after
     if settings.CIRCUIT_BREAKER_ENABLED:  # this very failure may have opened the circuit
-        return breaker_for(outcome.provider).retry_after() or 0.0
+        wait = breaker_for(outcome.provider).snapshot().retry_after
+        return wait or 0.0
     return 0.0
 
 
@@ -66,7 +65,7 @@ def plant_identify(
         raise NoProviderAvailableError(
             "No identification provider could answer; try again later.",
             tuple(outcomes.values()),
-            max(1, math.ceil(wait)),
+            max(1, math.ceil(wait)) if math.isfinite(wait) else UNKNOWN_RETRY_AFTER,
         )
     configured = {o.provider: o for o in outcomes.values() if o.status != ProviderStatus.NOT_CONFIGURED}
     return identification_store(request=request, user=user, outcomes=outcomes, message=_degraded_message(configured))

@@ -26,6 +26,7 @@ def test_all_closed_is_healthy(anonymous_client, mocked_responses):
         "fail_max": 3,
         "reset_timeout": 60.0,
         "retry_after": None,
+        "reason": None,
     }
     assert body["checks"] == {"database": {"status": "pass"}, "redis": {"status": "pass"}}
     assert len(mocked_responses.calls) == 0

@@ -1,0 +1,147 @@
+"""The circuit's rules as plain data and functions: one source of truth, mirrored by the Redis scripts.
+
+A circuit record holds: ``state`` (closed, open, half-open), ``fail`` (consecutive counted failures while
+closed), ``succ`` (trial successes while half-open), ``opened_at``, ``open_until`` (an explicit reopen
+time: a quota reset, ``inf`` until staff close it, or None for ``opened_at + reset_timeout``), ``reason``
+(failures, quota, credentials, forced), ``pinned_until`` (failures are not counted before then: a forced
+close with an expiry) and ``trials`` (lease id -> expiry of the half-open trial calls in flight).
+"""
+
+import math
+from dataclasses import dataclass, field
+
+CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
+ADMIT, TRIAL, REJECT = "admit", "trial", "reject"
+FAILURES, QUOTA, CREDENTIALS, FORCED = "failures", "quota", "credentials", "forced"
+
+
+@dataclass(frozen=True)
+class CircuitConfig:
+    """Thresholds of one breaker, read from settings for each operation."""
+
+    fail_max: int
+    reset_timeout: float
+    success_threshold: int
+    half_open_max_calls: int
+    trial_lease: float  # seconds a trial may hold its slot before another may take it
+
+
+@dataclass
+class CircuitRecord:
+    """A circuit's state, shared by every worker (or local while Redis is unreachable)."""
+
+    state: str = CLOSED
+    fail: int = 0
+    succ: int = 0
+    opened_at: float | None = None
+    open_until: float | None = None
+    reason: str = ""
+    pinned_until: float | None = None
+    trials: dict[str, float] = field(default_factory=dict)
+
+    def reopens_at(self, config: CircuitConfig) -> float:
+        """When an open circuit lets a trial through (``inf``: only staff can close it)."""
+        if self.open_until is not None:
+            return self.open_until
+        return (self.opened_at or 0.0) + config.reset_timeout
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The answer to "may this call go through?", and the transition it caused, if any."""
+
+    kind: str  # ADMIT (closed), TRIAL (half-open, holds a lease) or REJECT
+    state: str
+    fail: int = 0
+    retry_after: float | None = None
+    reason: str = ""
+    transition: tuple[str, str] | None = None
+
+
+def admit(record: CircuitRecord, config: CircuitConfig, now: float, lease_id: str) -> Decision:
+    """Decide one call; may move open -> half-open and take a trial lease."""
+    transition = None
+    if record.state == OPEN:
+        reopens = record.reopens_at(config)
+        if now < reopens:
+            return Decision(REJECT, OPEN, record.fail, reopens - now, record.reason)
+        record.state, record.succ, record.trials = HALF_OPEN, 0, {}
+        transition = (OPEN, HALF_OPEN)
+    if record.state == HALF_OPEN:
+        record.trials = {lease: expiry for lease, expiry in record.trials.items() if expiry > now}
+        if len(record.trials) < config.half_open_max_calls:
+            record.trials[lease_id] = now + config.trial_lease
+            return Decision(TRIAL, HALF_OPEN, record.fail, transition=transition)
+        wait = max(0.0, min(record.trials.values()) - now)
+        return Decision(REJECT, HALF_OPEN, record.fail, wait, record.reason, transition)
+    return Decision(ADMIT, CLOSED, record.fail)
+
+
+def success(record: CircuitRecord, config: CircuitConfig, now: float, lease_id: str, trial: bool):
+    """Record a successful call; returns the transition it caused, if any."""
+    if not trial:
+        if record.state == CLOSED:
+            record.fail = 0
+        return None
+    if record.trials.pop(lease_id, None) is None or record.state != HALF_OPEN:
+        return None  # a stale trial: its lease expired or the circuit moved on
+    record.succ += 1
+    if record.succ >= config.success_threshold:
+        _close(record)
+        return (HALF_OPEN, CLOSED)
+    return None
+
+
+def failure(record: CircuitRecord, config: CircuitConfig, now: float, lease_id: str, trial: bool):
+    """Record a counted (transient) failure; returns the transition it caused, if any."""
+    if trial:
+        if record.trials.pop(lease_id, None) is None or record.state != HALF_OPEN:
+            return None
+        _open(record, now, None, FAILURES)
+        return (HALF_OPEN, OPEN)
+    if record.state != CLOSED or (record.pinned_until is not None and now < record.pinned_until):
+        return None
+    record.fail += 1
+    if record.fail >= config.fail_max:
+        _open(record, now, None, FAILURES)
+        return (CLOSED, OPEN)
+    return None
+
+
+def release(record: CircuitRecord, lease_id: str) -> None:
+    """Free a trial slot without counting the call either way (an ignored outcome)."""
+    record.trials.pop(lease_id, None)
+
+
+def hold_open(record: CircuitRecord, now: float, seconds: float, reason: str):
+    """Open for ``seconds`` (``inf``: until staff close it) whatever the state; returns the transition."""
+    before = record.state
+    _open(record, now, now + seconds if math.isfinite(seconds) else math.inf, reason)
+    return (before, OPEN)
+
+
+def force_close(record: CircuitRecord, now: float, pin_seconds: float | None):
+    """Close and reset; with ``pin_seconds``, failures are not counted until then. Returns the transition."""
+    before = record.state
+    _close(record)
+    record.pinned_until = now + pin_seconds if pin_seconds else None
+    return (before, CLOSED)
+
+
+def _open(record: CircuitRecord, now: float, until: float | None, reason: str) -> None:
+    record.state, record.opened_at, record.open_until, record.reason = OPEN, now, until, reason
+    record.succ, record.trials, record.pinned_until = 0, {}, None
+
+
+def _close(record: CircuitRecord) -> None:
+    record.state, record.fail, record.succ, record.trials = CLOSED, 0, 0, {}
+    record.opened_at = record.open_until = None
+    record.reason = ""
+
+
+def snapshot_state(record: CircuitRecord, config: CircuitConfig, now: float) -> tuple[str, float | None]:
+    """The state as a reader should see it now, and seconds until a trial is allowed (open only)."""
+    if record.state == OPEN:
+        wait = record.reopens_at(config) - now
+        return (HALF_OPEN, None) if wait <= 0 else (OPEN, wait)
+    return record.state, None

@@ -1,0 +1,190 @@
+"""Where a circuit's record lives: Redis (shared by every worker) or, while Redis is unreachable, memory.
+
+Each operation is one atomic Redis script (``lua.py``). When Redis fails, the store answers from an
+in-process record (``rules.py``) that mirrors the last shared state it saw, logs one warning for the
+outage, and leaves Redis alone for ``REDIS_RETRY_SECONDS`` so a dead or hung Redis costs at most one
+short timeout per interval, not one per call. The first operation that reaches Redis again adopts the
+shared state (an open shared circuit wins) without a restart.
+"""
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from apps.plant_identification.circuits import lua, rules
+from apps.plant_identification.circuits.rules import CircuitConfig, CircuitRecord, Decision
+
+logger = logging.getLogger(__name__)
+
+REDIS_RETRY_SECONDS = 1.0
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class StoredCircuit:
+    """A read of the record, with the time it was read at (Redis server time when shared)."""
+
+    record: CircuitRecord
+    now: float
+    shared: bool
+    trials_in_flight: int
+
+
+class CircuitStore:
+    """One provider's circuit record, in Redis when ``REDIS_URL`` is set, with an in-process fallback."""
+
+    def __init__(self, namespace: str, *, clock: Clock | None = None) -> None:
+        self.keys = [f"plantid:circuit:{namespace}", f"plantid:circuit:{namespace}:trials"]
+        self.clock = clock  # None: Redis server time when shared, time.time() locally
+        self.local = CircuitRecord()
+        self._lock = threading.Lock()
+        self._redis_down_until = 0.0
+        self._scripts: dict[str, object] = {}
+
+    # ------------------------------------------------------------------ operations
+    def admit(self, config: CircuitConfig, lease_id: str) -> Decision:
+        """May a call go through now? (closed: yes; open: no; half-open: if a trial slot is free)."""
+        raw = self._shared("ADMIT", config.reset_timeout, config.half_open_max_calls, config.trial_lease, lease_id)
+        if raw is None:
+            return self._local_op(rules.admit, config, lease_id=lease_id)
+        kind, state, fail, wait, reason, transition = (_text(value) for value in raw)
+        decision = Decision(kind, state, int(fail), float(wait) if wait else None, reason, _transition(transition))
+        self._mirror(decision)
+        return decision
+
+    def success(self, config: CircuitConfig, lease_id: str, *, trial: bool) -> tuple[str, str] | None:
+        """Record a success; returns the transition it made, if any."""
+        raw = self._shared("SUCCESS", config.success_threshold, lease_id, int(trial))
+        if raw is None:
+            return self._local_op(rules.success, config, lease_id=lease_id, trial=trial)
+        return _transition(_text(raw))
+
+    def failure(self, config: CircuitConfig, lease_id: str, *, trial: bool) -> tuple[str, str] | None:
+        """Record a counted failure; returns the transition it made, if any."""
+        raw = self._shared("FAILURE", config.fail_max, lease_id, int(trial))
+        if raw is None:
+            return self._local_op(rules.failure, config, lease_id=lease_id, trial=trial)
+        return _transition(_text(raw))
+
+    def release(self, lease_id: str) -> None:
+        """Free a trial slot without counting the call."""
+        if self._shared("RELEASE", lease_id) is None:
+            with self._lock:
+                rules.release(self.local, lease_id)
+
+    def hold_open(self, seconds: float, reason: str) -> tuple[str, str]:
+        """Open for ``seconds`` (``math.inf``: until staff close it)."""
+        raw = self._shared("HOLD_OPEN", "inf" if math.isinf(seconds) else seconds, reason)
+        with self._lock:
+            transition = rules.hold_open(self.local, self._now(), seconds, reason)
+        return _transition(_text(raw)) if raw is not None else transition
+
+    def force_close(self, pin_seconds: float | None) -> tuple[str, str]:
+        """Close and reset; with ``pin_seconds``, failures are not counted until then."""
+        raw = self._shared("FORCE_CLOSE", "" if pin_seconds is None else pin_seconds)
+        with self._lock:
+            transition = rules.force_close(self.local, self._now(), pin_seconds)
+        return _transition(_text(raw)) if raw is not None else transition
+
+    def read(self) -> StoredCircuit:
+        """The record as it stands (one round trip when shared)."""
+        raw = self._shared("SNAPSHOT")
+        if raw is None:
+            with self._lock:
+                now = self._now()
+                in_flight = sum(1 for expiry in self.local.trials.values() if expiry > now)
+                return StoredCircuit(_copy(self.local), now, shared=False, trials_in_flight=in_flight)
+        state, fail, succ, opened_at, open_until, reason, pinned, now, trials = (_text(v) for v in raw)
+        record = CircuitRecord(
+            state=state,
+            fail=int(fail),
+            succ=int(succ),
+            opened_at=_float(opened_at),
+            open_until=_float(open_until),
+            reason=reason,
+            pinned_until=_float(pinned),
+        )
+        return StoredCircuit(record, float(now), shared=True, trials_in_flight=int(trials))
+
+    @property
+    def redis_ok(self) -> bool | None:
+        """None without Redis; False during an outage; True otherwise."""
+        if not settings.REDIS_URL:
+            return None
+        return self._redis_down_until == 0.0
+
+    # ------------------------------------------------------------------ machinery
+    def _now(self) -> float:
+        return self.clock() if self.clock else time.time()
+
+    def _local_op(self, operation, config: CircuitConfig, **kwargs):
+        with self._lock:
+            return operation(self.local, config, self._now(), **kwargs)
+
+    def _mirror(self, decision: Decision) -> None:
+        """Keep the local record close to the shared one, to carry on from it if Redis goes away."""
+        with self._lock:
+            local = self.local
+            if decision.state != local.state or decision.fail != local.fail:
+                local.state, local.fail, local.reason = decision.state, decision.fail, decision.reason
+                if decision.state == rules.OPEN and decision.retry_after is not None:
+                    local.opened_at, local.open_until = self._now(), self._now() + decision.retry_after
+                elif decision.state != rules.OPEN:
+                    local.open_until = None
+
+    def _shared(self, name: str, *args):
+        """Run script ``name``; None when Redis is not configured, failing, or resting after a failure."""
+        if not settings.REDIS_URL:
+            return None
+        if self._redis_down_until and self._now() < self._redis_down_until:
+            return None
+        try:
+            result = self._script(name)(keys=self.keys, args=["" if self.clock is None else repr(self.clock()), *args])
+        except RedisError as exc:
+            if not self._redis_down_until:
+                logger.warning(
+                    "[CIRCUIT] %s: Redis unreachable (%s); carrying on from in-process state",
+                    self.keys[0],
+                    type(exc).__name__,
+                )
+            self._redis_down_until = self._now() + REDIS_RETRY_SECONDS
+            return None
+        if self._redis_down_until:
+            self._redis_down_until = 0.0
+            logger.warning("[CIRCUIT] %s: Redis reachable again; using the shared state", self.keys[0])
+        return result
+
+    def _script(self, name: str):
+        from django_redis import get_redis_connection
+
+        client = get_redis_connection("circuits")
+        script = self._scripts.get(name)
+        if script is None or script.registered_client is not client:
+            script = client.register_script(getattr(lua, name))
+            self._scripts[name] = script
+        return script
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _float(value: str) -> float | None:
+    return float(value) if value not in ("", None) else None
+
+
+def _transition(value: str) -> tuple[str, str] | None:
+    if not value:
+        return None
+    before, after = value.split(">")
+    return before, after
+
+
+def _copy(record: CircuitRecord) -> CircuitRecord:
+    return CircuitRecord(**{**record.__dict__, "trials": dict(record.trials)})
