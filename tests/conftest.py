@@ -114,15 +114,13 @@ def anonymous_client():
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
 
 
+def point_circuits_at(settings, url: str) -> None:
+    """Make the breaker storage (and the Redis health check) use ``url``, with the production options."""
+    settings.REDIS_URL = url
+    settings.CACHES = {**settings.CACHES, "circuits": {**settings.CACHES["circuits"], "LOCATION": url}}
+
+
 @pytest.fixture
 def redis_unreachable(settings):
-    """Point the breaker storage (and the Redis health check) at a port where nothing listens."""
-    settings.REDIS_URL = UNREACHABLE_REDIS
-    settings.CACHES = {
-        **settings.CACHES,
-        "circuits": {
-            "BACKEND": "django_redis.cache.RedisCache",
-            "LOCATION": UNREACHABLE_REDIS,
-            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.05, "SOCKET_TIMEOUT": 0.05},
-        },
-    }
+    """Point the breaker storage at a port where nothing listens."""
+    point_circuits_at(settings, UNREACHABLE_REDIS)

@@ -1,9 +1,18 @@
 """Admin: identifications with their provider results, circuits with live state and history."""
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.template.response import TemplateResponse
 
 from apps.plant_identification.breakers import breaker_for
-from apps.plant_identification.models import Circuit, CircuitEvent, Identification, ProviderResult
+from apps.plant_identification.models import (
+    Circuit,
+    CircuitEvent,
+    CircuitOverride,
+    Identification,
+    ProviderResult,
+)
+from apps.plant_identification.services.circuits import circuit_override
 from apps.plant_identification.types import Provider
 
 
@@ -60,31 +69,88 @@ class IdentificationAdmin(ViewOnlyMixin, admin.ModelAdmin):
 
 class CircuitEventInline(ReadOnlyInline):
     model = CircuitEvent
-    fields = ["created_at", "from_state", "to_state", "fail_count", "worker"]
+    fields = ["created_at", "from_state", "to_state", "fail_count", "reason", "worker"]
     ordering = ["-created_at"]
+
+
+class OverrideForm(forms.Form):
+    """Why staff force a circuit, and for how long."""
+
+    reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), help_text="Recorded in the audit log.")
+    expires_in = forms.IntegerField(
+        required=False, min_value=1, label="Expires in (seconds)", help_text="Empty: until staff change it again."
+    )
+
+
+class CircuitOverrideInline(ReadOnlyInline):
+    model = CircuitOverride
+    fields = ["created_at", "user", "action", "reason", "state_before", "state_after", "expires_at"]
 
 
 @admin.register(Circuit)
 class CircuitAdmin(ViewOnlyMixin, admin.ModelAdmin):
-    """Circuits: live state from the breaker storage, transition history from the database."""
+    """Circuits: live state from the breaker store, transitions and overrides from the database."""
 
-    list_display = ["provider", "state", "failures", "half_open_in"]
-    readonly_fields = ["provider", "state", "failures", "half_open_in"]
-    inlines = [CircuitEventInline]
+    list_display = ["provider", "state", "failures", "half_open_in", "reason"]
+    readonly_fields = ["provider", "state", "failures", "half_open_in", "reason"]
+    inlines = [CircuitEventInline, CircuitOverrideInline]
+    actions = ["force_open", "force_close"]
+
+    def _snapshot(self, circuit: Circuit):
+        return breaker_for(Provider(circuit.provider)).snapshot()
 
     @admin.display(description="state")
     def state(self, circuit: Circuit) -> str:
-        return breaker_for(Provider(circuit.provider)).snapshot().state
+        return self._snapshot(circuit).state
 
     @admin.display(description="failures")
     def failures(self, circuit: Circuit) -> str:
-        snapshot = breaker_for(Provider(circuit.provider)).snapshot()
+        snapshot = self._snapshot(circuit)
         return f"{snapshot.fail_count} / {snapshot.fail_max}"
 
     @admin.display(description="time to half-open")
     def half_open_in(self, circuit: Circuit) -> str:
-        retry_after = breaker_for(Provider(circuit.provider)).snapshot().retry_after
-        return f"{retry_after} s" if retry_after else "-"
+        snapshot = self._snapshot(circuit)
+        if snapshot.state != "open":
+            return "-"
+        return f"{snapshot.retry_after} s" if snapshot.retry_after is not None else "until staff close it"
+
+    @admin.display(description="reason")
+    def reason(self, circuit: Circuit) -> str:
+        return self._snapshot(circuit).reason or "-"
+
+    @admin.action(description="Force open (every worker)")
+    def force_open(self, request, queryset):
+        return self._override(request, queryset, CircuitOverride.Action.OPEN, "force_open")
+
+    @admin.action(description="Force close (every worker)")
+    def force_close(self, request, queryset):
+        return self._override(request, queryset, CircuitOverride.Action.CLOSE, "force_close")
+
+    def _override(self, request, queryset, action: str, action_name: str):
+        form = OverrideForm(request.POST if "apply" in request.POST else None)
+        if not form.is_valid():
+            context = {
+                **self.admin_site.each_context(request),
+                "title": f"{action_name.replace('_', ' ').capitalize()}",
+                "form": form,
+                "queryset": queryset,
+                "action": action_name,
+                "opts": self.opts,
+            }
+            return TemplateResponse(request, "admin/plant_identification/circuit/override.html", context)
+        for circuit in queryset:
+            circuit_override(
+                provider=Provider(circuit.provider),
+                action=action,
+                user=request.user,
+                reason=form.cleaned_data["reason"],
+                expires_in=form.cleaned_data["expires_in"],
+            )
+        self.message_user(
+            request, f"{action_name.replace('_', ' ')}: done for {queryset.count()} circuit(s).", messages.SUCCESS
+        )
+        return None
 
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
@@ -94,6 +160,15 @@ class CircuitAdmin(ViewOnlyMixin, admin.ModelAdmin):
 class CircuitEventAdmin(ViewOnlyMixin, admin.ModelAdmin):
     """Every circuit transition."""
 
-    list_display = ["created_at", "circuit", "from_state", "to_state", "fail_count", "worker"]
+    list_display = ["created_at", "circuit", "from_state", "to_state", "fail_count", "reason", "worker"]
     list_filter = ["circuit", "to_state"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(CircuitOverride)
+class CircuitOverrideAdmin(ViewOnlyMixin, admin.ModelAdmin):
+    """The audit log of forced circuits."""
+
+    list_display = ["created_at", "circuit", "action", "user", "reason", "state_before", "state_after", "expires_at"]
+    list_filter = ["circuit", "action"]
     date_hierarchy = "created_at"

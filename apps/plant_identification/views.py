@@ -8,7 +8,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
-from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -85,6 +85,7 @@ class CircuitOverrideView(APIView):
     """POST to force one circuit open or closed for every worker (staff only; ``reason`` required)."""
 
     permission_classes = [IsAdminUser]
+    parser_classes = [JSONParser, FormParser, MultiPartParser]
     action: str = ""
 
     @extend_schema(request=CircuitOverrideInputSerializer, responses=JSON_OBJECT)

@@ -82,25 +82,27 @@ return ''
 """
 )
 
-# ARGV: now, fail_max, lease_id, trial (1/0)
+# ARGV: now, fail_max, lease_id, trial (1/0). Returns {transition, consecutive failures}.
 FAILURE = (
     PRELUDE
     + """
-local f = redis.call('HMGET', KEYS[1], 'state', 'pinned_until')
+local f = redis.call('HMGET', KEYS[1], 'state', 'pinned_until', 'fail')
 local state = f[1] or 'closed'
+local fail = tonumber(f[3]) or 0
 if ARGV[4] == '1' then
-  if redis.call('ZREM', KEYS[2], ARGV[3]) == 0 or state ~= 'half-open' then return '' end
+  if redis.call('ZREM', KEYS[2], ARGV[3]) == 0 or state ~= 'half-open' then return {'', fail} end
   open(now, nil, 'failures')
-  return 'half-open>open'
+  return {'half-open>open', fail}
 end
-if state ~= 'closed' then return '' end
+if state ~= 'closed' then return {'', fail} end
 local pinned = num(f[2])
-if pinned and now < pinned then return '' end
-if redis.call('HINCRBY', KEYS[1], 'fail', 1) >= tonumber(ARGV[2]) then
+if pinned and now < pinned then return {'', fail} end
+fail = redis.call('HINCRBY', KEYS[1], 'fail', 1)
+if fail >= tonumber(ARGV[2]) then
   open(now, nil, 'failures')
-  return 'closed>open'
+  return {'closed>open', fail}
 end
-return ''
+return {'', fail}
 """
 )
 

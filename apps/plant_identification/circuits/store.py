@@ -63,6 +63,9 @@ class CircuitStore:
         raw = self._shared("SUCCESS", config.success_threshold, lease_id, int(trial))
         if raw is None:
             return self._local_op(rules.success, config, lease_id=lease_id, trial=trial)
+        if not trial:
+            with self._lock:
+                self.local.fail = 0
         return _transition(_text(raw))
 
     def failure(self, config: CircuitConfig, lease_id: str, *, trial: bool) -> tuple[str, str] | None:
@@ -70,7 +73,10 @@ class CircuitStore:
         raw = self._shared("FAILURE", config.fail_max, lease_id, int(trial))
         if raw is None:
             return self._local_op(rules.failure, config, lease_id=lease_id, trial=trial)
-        return _transition(_text(raw))
+        transition, fail = _text(raw[0]), int(raw[1])
+        with self._lock:
+            self.local.fail = fail
+        return _transition(transition)
 
     def release(self, lease_id: str) -> None:
         """Free a trial slot without counting the call."""
