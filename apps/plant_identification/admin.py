@@ -32,6 +32,9 @@ class ReadOnlyInline(ViewOnlyMixin, admin.TabularInline):
     extra = 0
     can_delete = False
 
+    def get_readonly_fields(self, request, obj=None):
+        return self.fields
+
 
 class ProviderResultInline(ReadOnlyInline):
     model = ProviderResult
