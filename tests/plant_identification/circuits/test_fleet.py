@@ -1,0 +1,126 @@
+"""Several real worker processes sharing one real Redis: the circuit opens once for the fleet, fail_max
+and success_threshold hold across processes, and half-open admits one trial fleet-wide."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django_redis import get_redis_connection
+
+from apps.plant_identification.breakers import breaker_for
+from apps.plant_identification.types import Provider
+
+ROOT = Path(__file__).resolve().parents[3]
+PROCESSES, THREADS = 8, 4
+
+
+class Fleet:
+    """Starts worker processes for a scenario and collects what each saw."""
+
+    def __init__(self) -> None:
+        self.prefix = f"fleet-{uuid.uuid4().hex}"
+        self.redis = get_redis_connection("circuits")
+        self.now = 1_000_000.0
+        self.redis.set(f"{self.prefix}:now", self.now)
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        self.redis.set(f"{self.prefix}:now", self.now)
+
+    def count(self, name: str) -> int:
+        return int(self.redis.get(f"{self.prefix}:{name}") or 0)
+
+    def run(self, scenario: str, *, release_after_ready: bool = False) -> list[dict]:
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "PLANT_ID_CIRCUIT_FAIL_MAX": "10",
+            "PLANT_ID_CIRCUIT_RESET_TIMEOUT": "60",
+            "PLANT_ID_CIRCUIT_SUCCESS_THRESHOLD": "2",
+        }
+        for key in ("go", "ready", "release", "running", "peak", "rejected"):
+            self.redis.delete(f"{self.prefix}:{key}")
+        processes = [
+            subprocess.Popen(  # noqa: S603 - our own worker module
+                [
+                    sys.executable,
+                    "-m",
+                    "tests.plant_identification.circuits.fleet_worker",
+                    scenario,
+                    self.prefix,
+                    str(THREADS),
+                ],
+                cwd=ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(PROCESSES)
+        ]
+        self._wait(lambda: self.count("ready") == PROCESSES, processes)
+        self.redis.set(f"{self.prefix}:go", 1)
+        if release_after_ready:  # the trial completes only once every other thread has been turned away
+            self._wait(lambda: self.count("rejected") == PROCESSES * THREADS - 1, processes)
+            self.redis.set(f"{self.prefix}:release", 1)
+        reports = []
+        for process in processes:
+            out, err = process.communicate(timeout=60)
+            assert process.returncode == 0, err
+            reports.append(json.loads(out.strip().splitlines()[-1]))
+        return reports
+
+    @staticmethod
+    def _wait(condition, processes) -> None:
+        deadline = time.monotonic() + 60
+        while not condition():
+            for process in processes:
+                if process.poll() is not None:
+                    raise AssertionError(process.stderr.read())
+            if time.monotonic() > deadline:
+                raise TimeoutError("fleet did not get ready")
+            time.sleep(0.01)
+
+    def cleanup(self) -> None:
+        keys = list(self.redis.scan_iter(f"{self.prefix}:*"))
+        if keys:
+            self.redis.delete(*keys)
+
+
+@pytest.fixture
+def fleet():
+    breaker_for(Provider.PLANT_ID).close()
+    fleet = Fleet()
+    yield fleet
+    fleet.cleanup()
+    breaker_for(Provider.PLANT_ID).close()
+
+
+def test_fleet_trips_once_and_half_open_admits_one_trial(fleet):
+    assert settings.REDIS_URL
+    reports = fleet.run("trip")
+    events = Counter(event for report in reports for event in report["events"])
+    assert events == {"closed>open": 1}  # one transition for the whole fleet, not one per process
+    assert fleet.count("upstream") <= 10 + PROCESSES * THREADS - 1  # fail_max plus the calls already in flight
+    assert all(report["results"][-1] == "rejected" for report in reports)
+
+    fleet.advance(60)
+    reports = fleet.run("trial", release_after_ready=True)
+    results = Counter(result for report in reports for result in report["results"])
+    assert results == {"trial": 1, "rejected": PROCESSES * THREADS - 1}
+    assert fleet.count("peak") == 1  # never two trials at once, fleet-wide
+    events = Counter(event for report in reports for event in report["events"])
+    assert events == {"open>half-open": 1}
+    assert breaker_for(Provider.PLANT_ID).success_counter == 1  # success_threshold is 2: still half-open
+
+    reports = fleet.run("trial", release_after_ready=True)  # another process's trial is the second success
+    events = Counter(event for report in reports for event in report["events"])
+    assert events == {"half-open>closed": 1}
+    assert breaker_for(Provider.PLANT_ID).current_state == "closed"

@@ -1,0 +1,215 @@
+"""Property-based: the Redis scripts and the in-process rules behave like a simple reference model."""
+
+import uuid
+
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from apps.plant_identification.circuits import rules
+from apps.plant_identification.circuits.rules import CircuitConfig, CircuitRecord
+from apps.plant_identification.circuits.store import CircuitStore
+from tests.conftest import FakeClock
+
+CONFIG = CircuitConfig(fail_max=2, reset_timeout=10.0, success_threshold=2, half_open_max_calls=2, trial_lease=4.0)
+
+
+class ReferenceCircuit:
+    """The breaker as a person would state it, written plainly and independently of ``rules.py``."""
+
+    def __init__(self) -> None:
+        self.state, self.failures, self.successes = "closed", 0, 0
+        self.reopen_at = None
+        self.trials: dict[str, float] = {}
+        self.pinned_until = None
+
+    def admit(self, now: float, lease: str) -> str:
+        if self.state == "open":
+            if now < self.reopen_at:
+                return "reject"
+            self.state, self.successes, self.trials = "half-open", 0, {}
+        if self.state == "half-open":
+            self.trials = {k: v for k, v in self.trials.items() if v > now}
+            if len(self.trials) >= CONFIG.half_open_max_calls:
+                return "reject"
+            self.trials[lease] = now + CONFIG.trial_lease
+            return "trial"
+        return "admit"
+
+    def succeed(self, lease: str, trial: bool) -> None:
+        if not trial:
+            if self.state == "closed":
+                self.failures = 0
+            return
+        if self.trials.pop(lease, None) is not None and self.state == "half-open":
+            self.successes += 1
+            if self.successes >= CONFIG.success_threshold:
+                self.close()
+
+    def fail(self, now: float, lease: str, trial: bool) -> None:
+        if trial:
+            if self.trials.pop(lease, None) is not None and self.state == "half-open":
+                self.open(now + CONFIG.reset_timeout)
+            return
+        if self.state != "closed" or (self.pinned_until is not None and now < self.pinned_until):
+            return
+        self.failures += 1
+        if self.failures >= CONFIG.fail_max:
+            self.open(now + CONFIG.reset_timeout)
+
+    def open(self, reopen_at: float) -> None:
+        self.state, self.reopen_at, self.successes, self.trials, self.pinned_until = "open", reopen_at, 0, {}, None
+
+    def close(self, pinned_until=None) -> None:
+        self.state, self.failures, self.successes, self.trials = "closed", 0, 0, {}
+        self.reopen_at, self.pinned_until = None, pinned_until
+
+
+class RulesAdapter:
+    """The in-process implementation (what a worker uses while Redis is down)."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.record, self.clock = CircuitRecord(), clock
+
+    def admit(self, lease):
+        return rules.admit(self.record, CONFIG, self.clock(), lease).kind
+
+    def succeed(self, lease, trial):
+        rules.success(self.record, CONFIG, self.clock(), lease, trial)
+
+    def fail(self, lease, trial):
+        rules.failure(self.record, CONFIG, self.clock(), lease, trial)
+
+    def hold_open(self, seconds):
+        rules.hold_open(self.record, self.clock(), seconds, rules.QUOTA)
+
+    def force_close(self, pin):
+        rules.force_close(self.record, self.clock(), pin)
+
+    def state(self):
+        return self.record.state, self.record.fail
+
+
+class RedisAdapter:
+    """The shared implementation: the Lua scripts on a real Redis."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.store = CircuitStore(f"model-{uuid.uuid4().hex}", clock=clock)
+
+    def admit(self, lease):
+        return self.store.admit(CONFIG, lease).kind
+
+    def succeed(self, lease, trial):
+        self.store.success(CONFIG, lease, trial=trial)
+
+    def fail(self, lease, trial):
+        self.store.failure(CONFIG, lease, trial=trial)
+
+    def hold_open(self, seconds):
+        self.store.hold_open(seconds, rules.QUOTA)
+
+    def force_close(self, pin):
+        self.store.force_close(pin)
+
+    def state(self):
+        stored = self.store.read()
+        assert stored.shared, "the model test must run against Redis"
+        return stored.record.state, stored.record.fail
+
+    def cleanup(self):
+        from django_redis import get_redis_connection
+
+        get_redis_connection("circuits").delete(*self.store.keys)
+
+
+class CircuitMachine(RuleBasedStateMachine):
+    """Drives the reference model and both implementations with the same calls and the same clock."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.model = ReferenceCircuit()
+        self.implementations = [RulesAdapter(self.clock), RedisAdapter(self.clock)]
+        self.in_flight: list[tuple[str, bool]] = []
+
+    def _start(self) -> tuple[str, bool] | None:
+        lease = uuid.uuid4().hex
+        expected = self.model.admit(self.clock(), lease)
+        for implementation in self.implementations:
+            assert implementation.admit(lease) == expected
+        return None if expected == "reject" else (lease, expected == "trial")
+
+    def _end(self, lease: str, trial: bool, succeeded: bool) -> None:
+        if succeeded:
+            self.model.succeed(lease, trial)
+        else:
+            self.model.fail(self.clock(), lease, trial)
+        for implementation in self.implementations:
+            if succeeded:
+                implementation.succeed(lease, trial)
+            else:
+                implementation.fail(lease, trial)
+
+    @rule(succeeded=st.booleans())
+    def call(self, succeeded):
+        """A whole call: admitted or rejected, then (if it ran) its outcome."""
+        started = self._start()
+        if started:
+            self._end(*started, succeeded)
+
+    @rule()
+    def call_starts(self):
+        """A call that is admitted (or not) and keeps running while others come and go."""
+        started = self._start()
+        if started:
+            self.in_flight.append(started)
+
+    @precondition(lambda self: self.in_flight)
+    @rule(index=st.integers(0, 20), succeeded=st.booleans())
+    def call_ends(self, index, succeeded):
+        self._end(*self.in_flight.pop(index % len(self.in_flight)), succeeded)
+
+    @rule(seconds=st.sampled_from([0.5, 1.0, 4.0, 10.0, 30.0]))
+    def time_passes(self, seconds):
+        self.clock.advance(seconds)
+
+    @rule(action=st.sampled_from(["hold 5", "hold 60", "hold inf", "close", "close pinned"]), now=st.integers(0, 4))
+    def quota_or_staff(self, action, now):
+        """Now and then (one draw in five): a quota holds it open, or staff close it."""
+        if now:
+            return
+        if action.startswith("hold"):
+            seconds = float(action.split()[1])
+            self.model.open(self.clock() + seconds)
+            for implementation in self.implementations:
+                implementation.hold_open(seconds)
+        else:
+            pin = 20.0 if action == "close pinned" else None
+            self.model.close(self.clock() + pin if pin else None)
+            for implementation in self.implementations:
+                implementation.force_close(pin)
+
+    @invariant()
+    def same_state(self):
+        expected = (self.model.state, self.model.failures)
+        for implementation in self.implementations:
+            state, fail = implementation.state()
+            assert state == expected[0]
+            if state == "closed":
+                assert fail == expected[1]
+
+    @invariant()
+    def trials_never_exceed_the_limit(self):
+        running = [lease for lease, trial in self.in_flight if trial and lease in self.model.trials]
+        assert len(running) <= CONFIG.half_open_max_calls
+
+    def teardown(self):
+        self.implementations[1].cleanup()
+
+
+def test_implementations_follow_the_reference_model():
+    CircuitMachine.TestCase.settings = hypothesis_settings(
+        max_examples=100, stateful_step_count=50, deadline=None, suppress_health_check=list(HealthCheck)
+    )
+    CircuitMachine.TestCase().runTest()
