@@ -181,6 +181,16 @@ PLANTNET_CIRCUIT_RESET_TIMEOUT = env_float("PLANTNET_CIRCUIT_RESET_TIMEOUT", def
 PLANTNET_CIRCUIT_SUCCESS_THRESHOLD = env_int("PLANTNET_CIRCUIT_SUCCESS_THRESHOLD", default=2, minimum=1)
 PLANTNET_CACHE_TTL = env_int("PLANTNET_CACHE_TTL", default=86400)
 
+# The provider sandbox (manage.py provider_sandbox / devserver) is for development and tests: settings refuse
+# provider URLs that point at it unless DJANGO_DEBUG is on or ALLOW_PROVIDER_SANDBOX says so (benchmarks).
+ALLOW_PROVIDER_SANDBOX = env_bool("ALLOW_PROVIDER_SANDBOX", default=DEBUG)
+for _name in ("PLANT_ID_API_URL", "PLANTNET_API_URL"):
+    if "/sandbox/" in globals()[_name] and not ALLOW_PROVIDER_SANDBOX:
+        raise ImproperlyConfigured(
+            f"{_name} points at the provider sandbox, which is for development only "
+            "(set DJANGO_DEBUG=true, or ALLOW_PROVIDER_SANDBOX=true for a benchmark)"
+        )
+
 HALF_OPEN_MAX_CALLS = env_int("HALF_OPEN_MAX_CALLS", default=1, minimum=1)
 # Calls in flight to one provider per worker process (a bulkhead): past it, calls fail at once, so a hanging
 # provider cannot take the threads the other one needs.

@@ -8,6 +8,7 @@ from redis.exceptions import RedisError
 from apps.plant_identification.breakers import CircuitSnapshot, breaker_for
 from apps.plant_identification.clients import configured_providers
 from apps.plant_identification.models import Identification
+from apps.plant_identification.sandbox import SANDBOX_PATH
 from apps.plant_identification.types import Provider
 
 
@@ -53,6 +54,12 @@ def redis_check() -> str:
     return "pass"
 
 
+def sandbox_in_use() -> bool:
+    """True when a configured provider points at the local provider sandbox instead of the real service."""
+    urls = {Provider.PLANT_ID: settings.PLANT_ID_API_URL, Provider.PLANTNET: settings.PLANTNET_API_URL}
+    return any(SANDBOX_PATH in urls[provider] for provider in configured_providers())
+
+
 def health_report() -> tuple[dict, bool]:
     """The /health/ body and whether identification can be served (some configured provider callable)."""
     snapshots = {snapshot.provider: snapshot for snapshot in circuit_snapshot_list()}
@@ -68,6 +75,7 @@ def health_report() -> tuple[dict, bool]:
         status = "degraded"
     body = {
         "status": status,
+        "sandbox": sandbox_in_use(),
         "plant_id_available": available[Provider.PLANT_ID],
         "plantnet_available": available[Provider.PLANTNET],
         "circuit_breakers": {p.value: circuit_as_dict(s) for p, s in snapshots.items()},

@@ -11,7 +11,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def django_check(**env) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("PLANT", "DJANGO_", "REDIS", "DATABASE"))}
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PLANT", "DJANGO_", "REDIS", "DATABASE", "IDENTIFY_"))
+    }
     clean.update(env)
     return subprocess.run(
         [sys.executable, "manage.py", "check"],
@@ -32,6 +34,10 @@ def django_check(**env) -> subprocess.CompletedProcess:
         ({"DJANGO_DEBUG": "false"}, "DJANGO_SECRET_KEY"),
         ({"DJANGO_DEBUG": "true", "IDENTIFY_THROTTLE_RATE": "lots"}, "IDENTIFY_THROTTLE_RATE"),
         ({"DJANGO_DEBUG": "true", "DATABASE_URL": "mongo://x/y"}, "DATABASE_URL"),
+        (
+            {"DJANGO_SECRET_KEY": "x", "PLANT_ID_API_URL": "http://127.0.0.1:8001/sandbox/plant-id/api/v3"},
+            "PLANT_ID_API_URL",
+        ),
     ],
 )
 def test_malformed_variable_stops_start_up_naming_it(env, named):
