@@ -83,6 +83,9 @@ DATABASES = {"default": env_db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / '
 if DATABASES["default"]["ENGINE"] != "django.db.backends.sqlite3":
     DATABASES["default"]["CONN_MAX_AGE"] = 60
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Parameters travel apart from the SQL: psycopg does not splice (and regex-scan) the JSON payloads into it.
+    DATABASES["default"].setdefault("OPTIONS", {})["server_side_binding"] = True
 
 # ---------------------------------------------------------------------------- REDIS AND CACHES
 REDIS_URL = env_str("REDIS_URL")
@@ -210,5 +213,10 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+        # Circuit transitions are always logged, whatever the root level.
+        "apps.plant_identification.circuit_events": {"level": "INFO"},
+        "apps.plant_identification.circuits.store": {"level": "INFO"},
+    },
 }

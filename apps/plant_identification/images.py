@@ -22,6 +22,7 @@ ACCEPTED_FORMATS = {"JPEG", "MPO", "PNG", "WEBP", "HEIF"}
 SUPPORTED_LABEL = "JPEG, PNG, WebP or HEIC/HEIF"
 JPEG_QUALITY = 85
 ORIENTATION_TAG = 0x0112
+PARALLEL_FROM_PIXELS = 1_000_000  # decoded size from which the renditions are encoded in parallel
 SRGB_PROFILE = ImageCms.createProfile("sRGB")
 
 
@@ -136,8 +137,11 @@ def _renditions(image: Image.Image, orientation: int) -> dict[Provider, bytes]:
         upright.save(buffer, "JPEG", quality=JPEG_QUALITY)  # no exif, no icc, no comment: only pixels
         return buffer.getvalue()
 
-    with ThreadPoolExecutor(max_workers=len(distinct), thread_name_prefix="image") as pool:
-        encoded = dict(zip(distinct, pool.map(encode, distinct), strict=True))
+    if image.width * image.height < PARALLEL_FROM_PIXELS:  # small: threads would cost more than they save
+        encoded = {side: encode(side) for side in distinct}
+    else:
+        with ThreadPoolExecutor(max_workers=len(distinct), thread_name_prefix="image") as pool:
+            encoded = dict(zip(distinct, pool.map(encode, distinct), strict=True))
     return {provider: encoded[side] for provider, side in sides.items()}
 
 

@@ -36,6 +36,10 @@ class Identification(models.Model):
     top_scientific_name = models.CharField(max_length=255, blank=True, db_index=True)
     scientific_names = models.TextField(blank=True, help_text="every suggested name, for search")
 
+    # The provider results written together with this row, when the service has them at hand: reading them
+    # back for the response then costs no query. Not a database field.
+    stored_results: list | None = None
+
     class Meta:
         ordering = ["-created_at"]
 

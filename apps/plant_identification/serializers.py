@@ -96,7 +96,11 @@ class IdentificationOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "created_at", "degraded", "message", "is_plant", "suggestions", "health", "providers"]
 
     def get_providers(self, identification: Identification) -> dict[str, dict]:
-        results = {result.provider: result for result in identification.provider_results.all()}
+        stored = identification.stored_results
+        results = {
+            result.provider: result
+            for result in (stored if stored is not None else identification.provider_results.all())
+        }
         body = {}
         for provider in Provider:
             result = results.get(provider.value)

@@ -102,8 +102,10 @@ def identification_store(
         top_scientific_name=suggestions[0]["scientific_name"] if suggestions else "",
         scientific_names="\n".join(s["scientific_name"] for s in suggestions),
     )
-    ProviderResult.objects.bulk_create(
-        ProviderResult(
+    # One INSERT per provider: bulk_create's UNNEST form makes psycopg escape the JSON payloads into text arrays,
+    # which costs more than the extra round trip for two rows.
+    identification.stored_results = [
+        ProviderResult.objects.create(
             identification=identification,
             provider=o.provider.value,
             status=o.status.value,
@@ -115,5 +117,5 @@ def identification_store(
             raw_payload=o.answer.raw if o.answer else None,
         )
         for o in outcomes.values()
-    )
+    ]
     return identification
