@@ -210,7 +210,7 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
             self.store.release(lease)
 
     def _announce(self, transition: tuple[str, str] | None) -> None:
-        if transition is None or (transition[0] == transition[1] and transition[1] != rules.OPEN):
+        if transition is None or transition[0] == transition[1]:  # e.g. a quota hold on an open circuit
             return
         old, new = (self._create_new_state(name) for name in transition)
         for listener in self.listeners:

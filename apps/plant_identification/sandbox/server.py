@@ -269,6 +269,7 @@ class SandboxServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # a service under load opens many connections at once
 
     def __init__(self, address: tuple[str, int], state: SandboxState | None = None) -> None:
         super().__init__(address, SandboxHandler)
