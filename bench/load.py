@@ -32,6 +32,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANT_ID_MS, PLANTNET_MS = 600, 400
+CHAOS_RATE = 40.0  # requests per second offered during the chaos run (2,000 requests: about 50 s)
 
 
 def free_port() -> int:
@@ -171,6 +172,8 @@ class Stack:
                     f"plantnet={PLANTNET_MS}",
                     "--hang-seconds",
                     "5",
+                    "--plantnet-daily-quota",
+                    "10000000",
                 ],
                 cwd=ROOT,
                 env=self.env,
@@ -239,10 +242,18 @@ def calm(stack: Stack) -> None:
     stack.django("from apps.plant_identification.breakers import BREAKERS\n[b.close() for b in BREAKERS.values()]")
 
 
-def run(client: Client, bodies: list[bytes], concurrency: int) -> tuple[list, float]:
+def run(client: Client, bodies: list[bytes], concurrency: int, rate: float | None = None) -> tuple[list, float]:
+    """Send ``bodies`` from ``concurrency`` clients; with ``rate``, request i starts at i / rate seconds (open loop)."""
     started = time.perf_counter()
+
+    def send(indexed: tuple[int, bytes]):
+        index, body = indexed
+        if rate:
+            time.sleep(max(0.0, started + index / rate - time.perf_counter()))
+        return client.identify(body)
+
     with ThreadPoolExecutor(concurrency) as pool:
-        results = list(pool.map(client.identify, bodies))
+        results = list(pool.map(send, enumerate(bodies)))
     return results, time.perf_counter() - started
 
 
@@ -371,7 +382,7 @@ def chaos(stack: Stack, client: Client, counter, total: int) -> None:
     for label, plan in phases:
         if plan:
             stack.faults(plan)
-        results, elapsed = run(client, [multipart(photo(next(counter))) for _ in range(third)], 32)
+        results, elapsed = run(client, [multipart(photo(next(counter))) for _ in range(third)], 32, CHAOS_RATE)
         phase = [(status, headers) for status, headers, _, _ in results]
         statuses += phase
         answered += sum(1 for status, _ in phase if status == 200)

@@ -44,8 +44,9 @@ def _seconds_to_utc_midnight() -> int:
 class SandboxState:
     """What the running sandbox knows: its fault plan, request counts and Pl@ntNet's daily counters."""
 
-    def __init__(self, seed: int = 0) -> None:
+    def __init__(self, seed: int = 0, plantnet_daily_quota: int = PLANTNET_DAILY_QUOTA) -> None:
         self.faults = FaultPlan(seed)
+        self.plantnet_daily_quota = plantnet_daily_quota
         self.stats: Counter = Counter()
         self.plantnet_used: Counter = Counter()
         self.lock = threading.Lock()
@@ -213,9 +214,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
             return self._json(415, boom(415, "Unsupported Media Type", "only JPEG and PNG images are accepted"))
         with self.state.lock:
             self.state.plantnet_used[key] += 1
-            remaining = PLANTNET_DAILY_QUOTA - self.state.plantnet_used[key]
+            remaining = self.state.plantnet_daily_quota - self.state.plantnet_used[key]
         headers = {
-            "RateLimit-Policy": f'"dailyQuota";q={PLANTNET_DAILY_QUOTA};w=86400',
+            "RateLimit-Policy": f'"dailyQuota";q={self.state.plantnet_daily_quota};w=86400',
             "RateLimit": f'"dailyQuota";r={max(remaining, 0)};t={_seconds_to_utc_midnight()}',
         }
         if remaining < 0:

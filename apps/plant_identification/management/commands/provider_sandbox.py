@@ -37,6 +37,12 @@ class Command(BaseCommand):
         )
         parser.add_argument("--hang-seconds", type=float, default=None, help="how long a timeout fault holds")
         parser.add_argument("--retry-after", type=int, default=None, help="the wait a 429 fault announces")
+        parser.add_argument(
+            "--plantnet-daily-quota",
+            type=int,
+            default=500,
+            help="Pl@ntNet identifications per key per day before real 429s",
+        )
 
     def handle(self, *args, **options):
         changes = merge_options(options["latency"], options["fault"])
@@ -44,7 +50,7 @@ class Command(BaseCommand):
             for name in ("hang_seconds", "retry_after"):
                 if options[name] is not None:
                     changes.setdefault(provider, {})[name] = options[name]
-        state = SandboxState(options["seed"])
+        state = SandboxState(options["seed"], plantnet_daily_quota=options["plantnet_daily_quota"])
         try:
             state.faults.update(changes)
         except ValueError as exc:
