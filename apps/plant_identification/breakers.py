@@ -10,7 +10,6 @@ operation of ``CircuitStore`` (a Redis script, or in-process while Redis is unre
 while the protected call runs.
 """
 
-import logging
 import math
 import uuid
 from collections.abc import Iterator
@@ -26,8 +25,6 @@ from apps.plant_identification.circuits.rules import CircuitConfig
 from apps.plant_identification.circuits.store import CircuitStore, Clock
 from apps.plant_identification.exceptions import ProviderCircuitOpenError, ProviderError
 from apps.plant_identification.types import Provider
-
-logger = logging.getLogger(__name__)
 
 TRIAL_LEASE_MARGIN = 5.0  # seconds a trial may outlive its provider timeout before its slot is freed
 
