@@ -218,5 +218,7 @@ LOGGING = {
         # Circuit transitions are always logged, whatever the root level.
         "apps.plant_identification.circuit_events": {"level": "INFO"},
         "apps.plant_identification.circuits.store": {"level": "INFO"},
+        # urllib3 logs request URLs at DEBUG, and Pl@ntNet's key travels in the URL: never below INFO.
+        "urllib3": {"level": "INFO"},
     },
 }

@@ -63,7 +63,7 @@ class IdentifyRequest:
 
 @dataclass(frozen=True)
 class Suggestion:
-    """One candidate species as a single provider named it."""
+    """One candidate species as a single provider named it; a malformed one raises ValueError/TypeError."""
 
     scientific_name: str
     score: float
@@ -71,6 +71,14 @@ class Suggestion:
     family: str | None = None
     genus: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.scientific_name, str) or not self.scientific_name.strip():
+            raise TypeError(f"scientific name {self.scientific_name!r} is not a name")
+        if isinstance(self.score, bool) or not isinstance(self.score, int | float) or not 0 <= self.score <= 1:
+            raise ValueError(f"score {self.score!r} is not between 0 and 1")
+        if not all(isinstance(name, str) for name in self.common_names):
+            raise TypeError("common names must be strings")
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,12 @@ local function num(v)
   if v == 'inf' then return math.huge end
   return tonumber(v)
 end
+local function fmt(seconds)  -- microseconds survive (tostring keeps only 14 significant digits)
+  return string.format('%.6f', seconds)
+end
 local function open(now, until_, reason)
-  redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', tostring(now), 'reason', reason, 'succ', 0)
-  if until_ then redis.call('HSET', KEYS[1], 'open_until', tostring(until_))
+  redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', fmt(now), 'reason', reason, 'succ', 0)
+  if until_ then redis.call('HSET', KEYS[1], 'open_until', fmt(until_))
   else redis.call('HDEL', KEYS[1], 'open_until') end
   redis.call('HDEL', KEYS[1], 'pinned_until')
   redis.call('DEL', KEYS[2])
@@ -43,7 +46,7 @@ local transition = ''
 if state == 'open' then
   local reopens = num(f[4]) or ((num(f[3]) or 0) + tonumber(ARGV[2]))
   if now < reopens then
-    return {'reject', 'open', fail, tostring(reopens - now), reason, ''}
+    return {'reject', 'open', fail, fmt(reopens - now), reason, ''}
   end
   redis.call('HSET', KEYS[1], 'state', 'half-open', 'succ', 0)
   redis.call('DEL', KEYS[2])
@@ -51,14 +54,14 @@ if state == 'open' then
   transition = 'open>half-open'
 end
 if state == 'half-open' then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', tostring(now))
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', fmt(now))
   if redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[3]) then
-    redis.call('ZADD', KEYS[2], tostring(now + tonumber(ARGV[4])), ARGV[5])
+    redis.call('ZADD', KEYS[2], fmt(now + tonumber(ARGV[4])), ARGV[5])
     redis.call('PEXPIRE', KEYS[2], math.ceil((tonumber(ARGV[4]) + 60) * 1000))
     return {'trial', 'half-open', fail, '', reason, transition}
   end
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  return {'reject', 'half-open', fail, tostring(math.max(0, tonumber(first[2]) - now)), reason, transition}
+  return {'reject', 'half-open', fail, fmt(math.max(0, tonumber(first[2]) - now)), reason, transition}
 end
 return {'admit', 'closed', fail, '', '', ''}
 """
@@ -133,7 +136,7 @@ FORCE_CLOSE = (
 local before = redis.call('HGET', KEYS[1], 'state') or 'closed'
 close()
 local pin = num(ARGV[2])
-if pin then redis.call('HSET', KEYS[1], 'pinned_until', tostring(now + pin))
+if pin then redis.call('HSET', KEYS[1], 'pinned_until', fmt(now + pin))
 else redis.call('HDEL', KEYS[1], 'pinned_until') end
 return before .. '>closed'
 """
@@ -145,6 +148,6 @@ SNAPSHOT = (
     + """
 local f = redis.call('HMGET', KEYS[1], 'state', 'fail', 'succ', 'opened_at', 'open_until', 'reason', 'pinned_until')
 return {f[1] or 'closed', f[2] or '0', f[3] or '0', f[4] or '', f[5] or '', f[6] or '', f[7] or '',
-        tostring(now), redis.call('ZCARD', KEYS[2])}
+        fmt(now), redis.call('ZCARD', KEYS[2])}
 """
 )

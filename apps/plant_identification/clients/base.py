@@ -3,6 +3,7 @@
 import hashlib
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -148,7 +149,7 @@ class BaseProviderClient:
         status = response.status_code
         if 200 <= status < 300:
             try:
-                return self.parse_response(response.json())
+                return self.parse_response(strict_json(response.text))
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise self._error(
                     ProviderResponseError, f"malformed {status} body ({type(exc).__name__})", status
@@ -180,6 +181,25 @@ class BaseProviderClient:
     def redact(self, text: str) -> str:
         """Remove this client's API key from ``text``."""
         return text.replace(self.api_key, "[redacted]") if self.api_key else text
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number out of range: {text}")
+    return value
+
+
+def _no_constants(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
+def strict_json(text: str):
+    """Parse a provider body as standard JSON: NaN, Infinity, overflowing numbers and NUL characters are
+    refused (PostgreSQL's jsonb would refuse them when the payload is stored)."""
+    if "\\u0000" in text or "\x00" in text:
+        raise ValueError("NUL character in JSON")
+    return json.loads(text, parse_float=_finite, parse_constant=_no_constants)
 
 
 def seconds_until_period_end(period: str, now: datetime | None = None) -> float:

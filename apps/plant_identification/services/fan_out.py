@@ -112,7 +112,11 @@ def providers_fan_out(
     for provider, client in clients.items():
         bulkhead = BULKHEADS[provider]
         if bulkhead.try_acquire():
-            futures[provider] = provider_executor().submit(_bulkheaded_call, bulkhead, client, request)
+            try:
+                futures[provider] = provider_executor().submit(_bulkheaded_call, bulkhead, client, request)
+            except RuntimeError:  # the pool is shutting down with the process
+                bulkhead.release()
+                raise
         else:
             outcomes[provider] = ProviderOutcome(
                 provider,

@@ -26,9 +26,10 @@ def _retry_after(outcome: ProviderOutcome) -> float:
     """Seconds before calling this provider again could help (``inf``: not before staff act)."""
     if outcome.status in (ProviderStatus.CIRCUIT_OPEN, ProviderStatus.QUOTA_EXHAUSTED):
         return math.inf if outcome.retry_after is None else outcome.retry_after
-    if settings.CIRCUIT_BREAKER_ENABLED:  # this very failure may have opened the circuit
-        wait = breaker_for(outcome.provider).snapshot().retry_after
-        return wait or 0.0
+    if settings.CIRCUIT_BREAKER_ENABLED:  # this very failure may have opened (or held) the circuit
+        snapshot = breaker_for(outcome.provider).snapshot()
+        if snapshot.state == "open":
+            return math.inf if snapshot.retry_after is None else snapshot.retry_after
     return 0.0
 
 
@@ -99,7 +100,7 @@ def identification_store(
         is_plant=plant_id.is_plant if plant_id else None,
         suggestions=suggestions,
         health=plant_id.health if plant_id and request.include_diseases else None,
-        top_scientific_name=suggestions[0]["scientific_name"] if suggestions else "",
+        top_scientific_name=suggestions[0]["scientific_name"][:255] if suggestions else "",
         scientific_names="\n".join(s["scientific_name"] for s in suggestions),
     )
     # One INSERT per provider: bulk_create's UNNEST form makes psycopg escape the JSON payloads into text arrays,

@@ -91,6 +91,14 @@ def test_rejected_credentials_hold_until_staff_close_it_and_name_the_variable(
     assert sum(1 for c in mocked_responses.calls if c.request.url.startswith(PLANT_ID_URL)) == 1
 
 
+def test_the_request_that_finds_both_keys_rejected_says_come_back_later(api_client, mocked_responses):
+    mocked_responses.post(PLANT_ID_URL, status=401, body=fixture_text("plant_id_api_key_not_found.txt"))
+    mocked_responses.post(PLANTNET_URL, status=401, json=fixture_json("plantnet_unauthorized.json"))
+    response = identify(api_client)
+    assert response.status_code == 503
+    assert int(response["Retry-After"]) == 3600  # held until staff close them: not "retry in 1 s"
+
+
 def test_both_held_for_staff_says_come_back_later(api_client, mocked_responses):
     for provider in Provider:
         breaker_for(provider).hold_open(math.inf, "credentials")

@@ -124,7 +124,24 @@ def test_plain_text_errors_are_classified(client, mocked_responses, status, body
     assert text[:40] in caught.value.message
 
 
-@pytest.mark.parametrize("body", ["<html>gateway</html>", '{"result": {}}', "[]", '{"result": {"classification": 3}}'])
+SUGGESTIONS = '{"result": {"classification": {"suggestions": [%s]}}}'
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<html>gateway</html>",
+        '{"result": {}}',
+        "[]",
+        '{"result": {"classification": 3}}',
+        SUGGESTIONS % '{"name": null, "probability": 0.5}',
+        SUGGESTIONS % '{"name": "Monstera deliciosa", "probability": NaN}',
+        SUGGESTIONS % '{"name": "Monstera deliciosa", "probability": 1e400}',
+        SUGGESTIONS % '{"name": "Monstera deliciosa", "probability": 7}',
+        SUGGESTIONS % '{"name": "Mon\\u0000stera", "probability": 0.5}',
+        SUGGESTIONS % '{"name": "Monstera deliciosa", "probability": 0.5, "details": {"common_names": [1]}}',
+    ],
+)
 def test_malformed_success_body_is_a_response_error(client, mocked_responses, body):
     mocked_responses.post(PLANT_ID_URL, body=body, status=201)
     with pytest.raises(ProviderResponseError):
