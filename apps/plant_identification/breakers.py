@@ -221,17 +221,10 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
             yield
             return
         try:
-            guard = self.calling()
-            guard.__enter__()
-        except CircuitRejectedError as exc:
+            with self.calling():
+                yield
+        except CircuitRejectedError as exc:  # raised only on entry: the block never ran
             raise ProviderCircuitOpenError(self.provider.value, retry_after=exc.retry_after, reason=exc.reason) from exc
-        try:
-            yield
-        except BaseException as exc:
-            if not guard.__exit__(type(exc), exc, exc.__traceback__):
-                raise
-        else:
-            guard.__exit__(None, None, None)
 
 
 BREAKERS: dict[Provider, ProviderCircuitBreaker] = {provider: ProviderCircuitBreaker(provider) for provider in Provider}

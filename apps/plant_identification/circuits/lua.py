@@ -148,6 +148,6 @@ SNAPSHOT = (
     + """
 local f = redis.call('HMGET', KEYS[1], 'state', 'fail', 'succ', 'opened_at', 'open_until', 'reason', 'pinned_until')
 return {f[1] or 'closed', f[2] or '0', f[3] or '0', f[4] or '', f[5] or '', f[6] or '', f[7] or '',
-        fmt(now), redis.call('ZCARD', KEYS[2])}
+        fmt(now)}
 """
 )

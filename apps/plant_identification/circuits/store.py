@@ -33,7 +33,6 @@ class StoredCircuit:
     record: CircuitRecord
     now: float
     shared: bool
-    trials_in_flight: int
 
 
 class CircuitStore:
@@ -103,10 +102,8 @@ class CircuitStore:
         raw = self._shared("SNAPSHOT")
         if raw is None:
             with self._lock:
-                now = self._now()
-                in_flight = sum(1 for expiry in self.local.trials.values() if expiry > now)
-                return StoredCircuit(_copy(self.local), now, shared=False, trials_in_flight=in_flight)
-        state, fail, succ, opened_at, open_until, reason, pinned, now, trials = (_text(v) for v in raw)
+                return StoredCircuit(_copy(self.local), self._now(), shared=False)
+        state, fail, succ, opened_at, open_until, reason, pinned, now = (_text(v) for v in raw)
         record = CircuitRecord(
             state=state,
             fail=int(fail),
@@ -116,7 +113,7 @@ class CircuitStore:
             reason=reason,
             pinned_until=_float(pinned),
         )
-        return StoredCircuit(record, float(now), shared=True, trials_in_flight=int(trials))
+        return StoredCircuit(record, float(now), shared=True)
 
     @property
     def redis_ok(self) -> bool | None:

@@ -32,8 +32,6 @@ CATALOGUE = (
     Species("Hedera helix", "L.", "Hedera", "Araliaceae", ("Common ivy",), "8351737", (2, 2)),
 )
 
-NOT_A_PLANT = None
-
 
 def species_for(image_bytes: bytes) -> list[Species] | None:
     """The catalogue ranked for this photo, best first; None for a grey photo ("not a plant")."""

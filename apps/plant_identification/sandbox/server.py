@@ -34,6 +34,11 @@ CONTROL = f"{SANDBOX_PATH}_control"
 ORGANS = {"leaf", "flower", "fruit", "bark", "auto", "habit", "other"}
 PLANTNET_MAX_BYTES = 50 * 1024 * 1024
 PLANTNET_DAILY_QUOTA = 500
+# Plant.id's plain-text error sentences (upstream_apis.md A.6).
+PLANT_ID_ERRORS = {
+    401: "The specified api key not found.",
+    429: "The specified api key does not have sufficient number of available credits.",
+}
 
 
 def _seconds_to_utc_midnight() -> int:
@@ -122,38 +127,32 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _fault(self, provider: str, fault: str) -> None:
         retry_after = self.state.faults.providers[provider].retry_after
-        plant_id = provider == "plant_id"
         if fault == "500":
-            return (
-                self._text(500, "Internal Server Error")
-                if plant_id
-                else self._json(500, boom(500, "Internal Server Error", "An internal server error occurred"))
-            )
+            return self._error(provider, 500, "Internal Server Error", "An internal server error occurred")
         if fault == "502":
             return self._text(502, "<html><body><h1>502 Bad Gateway</h1></body></html>", "text/html")
         if fault == "429":
-            if plant_id:
-                return self._text(
-                    429,
-                    "The specified api key does not have sufficient number of available credits.",
-                    headers={"Retry-After": str(retry_after)},
-                )
-            return self._json(
-                429,
-                boom(429, "Too Many Requests", "Too Many Requests"),
-                headers={"RateLimit": f'"dailyQuota";r=0;t={retry_after}'},
+            headers = (
+                {"Retry-After": str(retry_after)}
+                if provider == "plant_id"
+                else {"RateLimit": f'"dailyQuota";r=0;t={retry_after}'}
             )
+            return self._error(provider, 429, "Too Many Requests", "Too Many Requests", headers=headers)
         if fault == "401":
-            return (
-                self._text(401, "The specified api key not found.")
-                if plant_id
-                else self._json(401, boom(401, "Unauthorized", "Invalid API key"))
-            )
+            return self._error(provider, 401, "Unauthorized", "Invalid API key")
         if fault == "malformed":
-            return self._text(201 if plant_id else 200, '{"result": {"classification": [', "application/json")
+            return self._text(
+                201 if provider == "plant_id" else 200, '{"result": {"classification": [', "application/json"
+            )
         if fault == "not_found":
             return self._json(404, boom(404, "Not Found", "Species not found"))
         return self._json(201, plant_id_identification(None, images=1, details=set(), health=False))  # not_plant
+
+    def _error(self, provider: str, status: int, reason: str, message: str, headers: dict | None = None) -> None:
+        """An error as each provider sends it: Plant.id a plain-text sentence, Pl@ntNet a Boom JSON body."""
+        if provider == "plant_id":
+            return self._text(status, PLANT_ID_ERRORS.get(status, reason), headers=headers)
+        return self._json(status, boom(status, reason, message), headers=headers)
 
     # ------------------------------------------------------------------ Plant.id v3
     def _plant_id(self, body: bytes, query: dict) -> None:
@@ -195,7 +194,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
     def _plantnet(self, body: bytes, query: dict, project: str) -> None:
         key = (query.get("api-key") or [""])[0]
         if not key:
-            return self._json(401, boom(401, "Unauthorized", "Invalid API key"))
+            return self._error("plantnet", 401, "Unauthorized", "Invalid API key")
         if len(body) > PLANTNET_MAX_BYTES:
             return self._json(
                 413,

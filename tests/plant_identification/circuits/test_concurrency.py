@@ -11,7 +11,7 @@ from apps.plant_identification.services.bulkhead import BULKHEADS
 from apps.plant_identification.services.fan_out import providers_fan_out
 from apps.plant_identification.types import Provider, ProviderStatus
 from tests.plant_identification.clients.test_plant_id import make_request
-from tests.plant_identification.services.test_plant_identify import FakeClient, answering
+from tests.plant_identification.services.test_plant_identify import FakeClient, answering, hanging
 
 
 def test_calls_through_one_breaker_are_not_serialized():
@@ -100,12 +100,7 @@ def test_a_hung_trial_frees_its_slot_after_its_lease(half_open, clock):
 def test_a_hanging_provider_fills_only_its_own_bulkhead(settings):
     settings.PLANTNET_MAX_CONCURRENT_CALLS = 2
     release = threading.Event()
-
-    def hang():
-        release.wait(10)
-        return answering(Provider.PLANTNET)()
-
-    plantnet = FakeClient(Provider.PLANTNET, hang)
+    plantnet = FakeClient(Provider.PLANTNET, hanging(Provider.PLANTNET, release))
     try:
         for _ in range(2):  # two requests leave their Pl@ntNet calls hanging past the deadline
             outcomes = providers_fan_out({Provider.PLANTNET: plantnet}, make_request(), deadline=0.05)

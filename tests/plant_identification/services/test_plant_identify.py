@@ -41,6 +41,16 @@ def answering(provider: Provider, name="Monstera deliciosa", score=0.8):
     )
 
 
+def hanging(provider: Provider, release: threading.Event):
+    """A behaviour that blocks until ``release`` is set, then answers."""
+
+    def hang():
+        release.wait(10)
+        return answering(provider)()
+
+    return hang
+
+
 def failing(exc):
     def raise_it():
         raise exc
@@ -95,14 +105,9 @@ def test_one_provider_out_is_a_degraded_answer():
 def test_deadline_turns_a_hanging_provider_into_a_timeout(settings):
     settings.IDENTIFY_DEADLINE = 0.2
     release = threading.Event()
-
-    def hang():
-        release.wait(10)
-        return answering(Provider.PLANTNET)()
-
     clients = {
         Provider.PLANT_ID: FakeClient(Provider.PLANT_ID, answering(Provider.PLANT_ID)),
-        Provider.PLANTNET: FakeClient(Provider.PLANTNET, hang),
+        Provider.PLANTNET: FakeClient(Provider.PLANTNET, hanging(Provider.PLANTNET, release)),
     }
     try:
         identification = plant_identify(request=make_request(), clients=clients)
