@@ -5,6 +5,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from apps.plant_identification.sandbox import SANDBOX_PATH
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 _env = environ.Env()
@@ -67,3 +69,21 @@ def env_db(name: str, default: str) -> dict:
     if not str(config.get("ENGINE", "")).startswith("django.db.backends."):
         raise ImproperlyConfigured(f"{name} has an unsupported scheme (use postgres:// or sqlite:///)")
     return config
+
+
+def env_optional_float(name: str, *, minimum: float = 0.0) -> float | None:
+    """Return a number variable greater than ``minimum``, or None when it is unset."""
+    if not _env.str(name, default="").strip():
+        return None
+    return env_float(name, default=0.0, minimum=minimum)
+
+
+def env_provider_url(name: str, default: str, *, allow_sandbox: bool) -> str:
+    """Return a provider base URL without its trailing slash; the local provider sandbox only if allowed."""
+    url = env_str(name, default=default).rstrip("/")
+    if SANDBOX_PATH in url and not allow_sandbox:
+        raise ImproperlyConfigured(
+            f"{name} points at the provider sandbox, which is for development only "
+            "(set DJANGO_DEBUG=true, or ALLOW_PROVIDER_SANDBOX=true for a benchmark)"
+        )
+    return url

@@ -1,4 +1,8 @@
-"""Django settings, read from environment variables (CONTRACT §1) with embedded development defaults."""
+"""Django settings, read from environment variables with embedded development defaults.
+
+Every variable is read here, once, by name; the provider registry (``apps/plant_identification/providers.py``)
+is the only reader of the per-provider ones.
+"""
 
 from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
@@ -11,6 +15,8 @@ from backend.env import (
     env_float,
     env_int,
     env_list,
+    env_optional_float,
+    env_provider_url,
     env_str,
 )
 
@@ -161,14 +167,20 @@ IDENTIFY_MAX_IMAGE_BYTES = env_int("IDENTIFY_MAX_IMAGE_BYTES", default=20 * 1024
 IDENTIFY_MAX_REQUEST_BYTES = env_int("IDENTIFY_MAX_REQUEST_BYTES", default=50 * 1024 * 1024, minimum=1)
 IDENTIFY_MAX_IMAGE_PIXELS = env_int("IDENTIFY_MAX_IMAGE_PIXELS", default=50_000_000, minimum=1)
 IDENTIFY_MIN_IMAGE_SIDE = env_int("IDENTIFY_MIN_IMAGE_SIDE", default=100, minimum=1)
-# Long side of the JPEG each provider receives (upstream_apis.md: Plant.id 1500 px, Pl@ntNet 1280 px).
+# Long side of the JPEG each provider receives (Plant.id advises 1500 px, Pl@ntNet 1280 px).
 PLANT_ID_IMAGE_MAX_SIDE = env_int("PLANT_ID_IMAGE_MAX_SIDE", default=1500, minimum=100)
 PLANTNET_IMAGE_MAX_SIDE = env_int("PLANTNET_IMAGE_MAX_SIDE", default=1280, minimum=100)
 DATA_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024  # non-file fields only
 
 # ---------------------------------------------------------------------------- PLANT IDENTIFICATION PROVIDERS
+# The provider sandbox (manage.py provider_sandbox / devserver) is for development and tests: provider URLs that
+# point at it are refused unless DJANGO_DEBUG is on or ALLOW_PROVIDER_SANDBOX says so (benchmarks).
+ALLOW_PROVIDER_SANDBOX = env_bool("ALLOW_PROVIDER_SANDBOX", default=DEBUG)
+
 PLANT_ID_API_KEY = env_str("PLANT_ID_API_KEY")
-PLANT_ID_API_URL = env_str("PLANT_ID_API_URL", default="https://plant.id/api/v3").rstrip("/")
+PLANT_ID_API_URL = env_provider_url(
+    "PLANT_ID_API_URL", default="https://plant.id/api/v3", allow_sandbox=ALLOW_PROVIDER_SANDBOX
+)
 PLANT_ID_TIMEOUT = env_float("PLANT_ID_TIMEOUT", default=35.0)
 PLANT_ID_CIRCUIT_FAIL_MAX = env_int("PLANT_ID_CIRCUIT_FAIL_MAX", default=3, minimum=1)
 PLANT_ID_CIRCUIT_RESET_TIMEOUT = env_float("PLANT_ID_CIRCUIT_RESET_TIMEOUT", default=60.0)
@@ -176,7 +188,9 @@ PLANT_ID_CIRCUIT_SUCCESS_THRESHOLD = env_int("PLANT_ID_CIRCUIT_SUCCESS_THRESHOLD
 PLANT_ID_CACHE_TTL = env_int("PLANT_ID_CACHE_TTL", default=86400)
 
 PLANTNET_API_KEY = env_str("PLANTNET_API_KEY")
-PLANTNET_API_URL = env_str("PLANTNET_API_URL", default="https://my-api.plantnet.org/v2").rstrip("/")
+PLANTNET_API_URL = env_provider_url(
+    "PLANTNET_API_URL", default="https://my-api.plantnet.org/v2", allow_sandbox=ALLOW_PROVIDER_SANDBOX
+)
 PLANTNET_PROJECT = env_str("PLANTNET_PROJECT", default="all")
 PLANTNET_TIMEOUT = env_float("PLANTNET_TIMEOUT", default=20.0)
 PLANTNET_CIRCUIT_FAIL_MAX = env_int("PLANTNET_CIRCUIT_FAIL_MAX", default=5, minimum=1)
@@ -184,24 +198,18 @@ PLANTNET_CIRCUIT_RESET_TIMEOUT = env_float("PLANTNET_CIRCUIT_RESET_TIMEOUT", def
 PLANTNET_CIRCUIT_SUCCESS_THRESHOLD = env_int("PLANTNET_CIRCUIT_SUCCESS_THRESHOLD", default=2, minimum=1)
 PLANTNET_CACHE_TTL = env_int("PLANTNET_CACHE_TTL", default=86400)
 
-# The provider sandbox (manage.py provider_sandbox / devserver) is for development and tests: settings refuse
-# provider URLs that point at it unless DJANGO_DEBUG is on or ALLOW_PROVIDER_SANDBOX says so (benchmarks).
-ALLOW_PROVIDER_SANDBOX = env_bool("ALLOW_PROVIDER_SANDBOX", default=DEBUG)
-for _name in ("PLANT_ID_API_URL", "PLANTNET_API_URL"):
-    if "/sandbox/" in globals()[_name] and not ALLOW_PROVIDER_SANDBOX:
-        raise ImproperlyConfigured(
-            f"{_name} points at the provider sandbox, which is for development only "
-            "(set DJANGO_DEBUG=true, or ALLOW_PROVIDER_SANDBOX=true for a benchmark)"
-        )
-
 HALF_OPEN_MAX_CALLS = env_int("HALF_OPEN_MAX_CALLS", default=1, minimum=1)
+# A half-open trial holds its fleet-wide slot for the provider's timeout plus this margin; a worker that dies
+# mid-trial frees the slot when the lease runs out (the Python rules and the Redis scripts use the same lease).
+CIRCUIT_TRIAL_LEASE_MARGIN = env_float("CIRCUIT_TRIAL_LEASE_MARGIN", default=5.0)
 # Calls in flight to one provider per worker process (a bulkhead): past it, calls fail at once, so a hanging
 # provider cannot take the threads the other one needs.
 PLANT_ID_MAX_CONCURRENT_CALLS = env_int("PLANT_ID_MAX_CONCURRENT_CALLS", default=16, minimum=1)
 PLANTNET_MAX_CONCURRENT_CALLS = env_int("PLANTNET_MAX_CONCURRENT_CALLS", default=16, minimum=1)
 CIRCUIT_BREAKER_ENABLED = env_bool("CIRCUIT_BREAKER_ENABLED", default=True)
 # Whole-request budget for the provider fan-out; a provider still running then is reported as a timeout.
-IDENTIFY_DEADLINE = env_float("IDENTIFY_DEADLINE", default=max(PLANT_ID_TIMEOUT, PLANTNET_TIMEOUT) + 5.0)
+# Unset: the longest configured provider timeout plus 5 s.
+IDENTIFY_DEADLINE = env_optional_float("IDENTIFY_DEADLINE")
 
 # ---------------------------------------------------------------------------- LOGGING
 LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", default="INFO").upper()
@@ -216,7 +224,7 @@ LOGGING = {
     "loggers": {
         "django.request": {"level": "ERROR"},
         # Circuit transitions are always logged, whatever the root level.
-        "apps.plant_identification.circuit_events": {"level": "INFO"},
+        "apps.plant_identification.circuits.events": {"level": "INFO"},
         "apps.plant_identification.circuits.store": {"level": "INFO"},
         # urllib3 logs request URLs at DEBUG, and Pl@ntNet's key travels in the URL: never below INFO.
         "urllib3": {"level": "INFO"},

@@ -40,9 +40,9 @@ import redis  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 from redis.connection import AbstractConnection  # noqa: E402
 
-from apps.plant_identification.breakers import ProviderCircuitBreaker  # noqa: E402
+from apps.plant_identification.circuits.breaker import ProviderCircuitBreaker  # noqa: E402
 from apps.plant_identification.exceptions import ProviderError, ProviderUnavailableError  # noqa: E402
-from apps.plant_identification.types import Provider  # noqa: E402
+from apps.plant_identification.providers import Provider  # noqa: E402
 from tests.redis_servers import HungRedis  # noqa: E402
 
 UPSTREAM_SECONDS = 0.5

@@ -239,7 +239,9 @@ def calm(stack: Stack) -> None:
             "plantnet": {"latency": {"fixed": PLANTNET_MS}, "rates": {}},
         }
     )
-    stack.django("from apps.plant_identification.breakers import BREAKERS\n[b.close() for b in BREAKERS.values()]")
+    stack.django(
+        "from apps.plant_identification.circuits.breaker import BREAKERS\n[b.close() for b in BREAKERS.values()]"
+    )
 
 
 def run(client: Client, bodies: list[bytes], concurrency: int, rate: float | None = None) -> tuple[list, float]:
@@ -304,7 +306,7 @@ def main() -> None:
         )
 
         stack.django(
-            "import math\nfrom apps.plant_identification.breakers import BREAKERS\n"
+            "import math\nfrom apps.plant_identification.circuits.breaker import BREAKERS\n"
             "[b.hold_open(600, 'forced') for b in BREAKERS.values()]"
         )
         results, _ = run(client, [multipart(photo(next(counter))) for _ in range(300)], 1)

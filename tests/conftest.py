@@ -1,52 +1,14 @@
 """Shared fixtures: HTTP fakes in the providers' wire formats, images, API clients, breaker and clock resets."""
 
-import io
-import json
-from pathlib import Path
-
 import pytest
 import responses
 from django.core.cache import cache
-from PIL import Image
 from rest_framework.test import APIClient
 
-from apps.plant_identification.breakers import breaker_for
-from apps.plant_identification.circuit_events import circuit_events_pending
-from apps.plant_identification.types import Provider
-
-FIXTURES = Path(__file__).parent / "fixtures"
-PLANT_ID_URL = "https://plant-id.test/api/v3/identification"
-PLANTNET_URL = "https://plantnet.test/v2/identify/all"
-
-
-def fixture_text(name: str) -> str:
-    """A recorded provider body from tests/fixtures."""
-    return (FIXTURES / name).read_text()
-
-
-def fixture_json(name: str):
-    """A recorded provider JSON body from tests/fixtures."""
-    return json.loads(fixture_text(name))
-
-
-def jpeg_bytes(color=(40, 120, 40), size=(320, 240)) -> bytes:
-    """A small real JPEG."""
-    buffer = io.BytesIO()
-    Image.new("RGB", size, color).save(buffer, "JPEG")
-    return buffer.getvalue()
-
-
-class FakeClock:
-    """A clock the test moves by hand."""
-
-    def __init__(self, start: float = 1_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from apps.plant_identification.circuits.breaker import breaker_for
+from apps.plant_identification.circuits.events import circuit_events_pending
+from apps.plant_identification.providers import Provider
+from tests.factories import PLANT_ID_URL, PLANTNET_URL, UNREACHABLE_REDIS, FakeClock, fixture_json, point_circuits_at
 
 
 @pytest.fixture(autouse=True)
@@ -109,15 +71,6 @@ def api_client(user):
 @pytest.fixture
 def anonymous_client():
     return APIClient()
-
-
-UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
-
-
-def point_circuits_at(settings, url: str) -> None:
-    """Make the breaker storage (and the Redis health check) use ``url``, with the production options."""
-    settings.REDIS_URL = url
-    settings.CACHES = {**settings.CACHES, "circuits": {**settings.CACHES["circuits"], "LOCATION": url}}
 
 
 @pytest.fixture

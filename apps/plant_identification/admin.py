@@ -4,7 +4,10 @@ from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
 
-from apps.plant_identification.breakers import breaker_for
+from apps.plant_identification.circuits.breaker import breaker_for
+from apps.plant_identification.circuits.events import circuit_events_flush
+from apps.plant_identification.circuits.overrides import circuit_override
+from apps.plant_identification.circuits.states import CircuitState
 from apps.plant_identification.models import (
     Circuit,
     CircuitEvent,
@@ -12,8 +15,7 @@ from apps.plant_identification.models import (
     Identification,
     ProviderResult,
 )
-from apps.plant_identification.services.circuits import circuit_override
-from apps.plant_identification.types import Provider
+from apps.plant_identification.providers import Provider
 
 
 class ViewOnlyMixin:
@@ -114,7 +116,7 @@ class CircuitAdmin(ViewOnlyMixin, admin.ModelAdmin):
     @admin.display(description="time to half-open")
     def half_open_in(self, circuit: Circuit) -> str:
         snapshot = self._snapshot(circuit)
-        if snapshot.state != "open":
+        if snapshot.state != CircuitState.OPEN:
             return "-"
         return f"{snapshot.retry_after} s" if snapshot.retry_after is not None else "until staff close it"
 
@@ -158,10 +160,28 @@ class CircuitAdmin(ViewOnlyMixin, admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
+    def changelist_view(self, request, extra_context=None):
+        _flush_events()
+        return super().changelist_view(request, extra_context)
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        _flush_events()
+        return super().change_view(request, object_id, form_url, extra_context)
+
+
+def _flush_events() -> None:
+    """Store the transitions still waiting in Redis (or this process) so the history shown is complete."""
+    circuit_events_flush()
+
 
 @admin.register(CircuitEvent)
 class CircuitEventAdmin(ViewOnlyMixin, admin.ModelAdmin):
-    """Every circuit transition."""
+    """Every circuit transition. Made while Redis was unreachable, a transition waits in its worker's memory
+    and is lost if that worker exits before its next identification; the [CIRCUIT] log line always remains."""
+
+    def changelist_view(self, request, extra_context=None):
+        _flush_events()
+        return super().changelist_view(request, extra_context)
 
     list_display = ["created_at", "circuit", "from_state", "to_state", "fail_count", "reason", "worker"]
     list_filter = ["circuit", "to_state"]

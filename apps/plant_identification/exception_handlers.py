@@ -6,20 +6,14 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
 from apps.plant_identification.exceptions import NoProviderAvailableError
-
-
-def provider_statuses(outcomes) -> dict[str, dict]:
-    """The ``providers`` block of a response from provider outcomes."""
-    return {
-        o.provider.value: {"status": o.status.value, "latency_ms": o.latency_ms, "cached": o.cached} for o in outcomes
-    }
+from apps.plant_identification.serializers import UnavailableOutputSerializer
 
 
 def api_exception_handler(exc, context):
     """DRF's handler; validation errors gain a ``detail``; ``NoProviderAvailableError`` is a 503 + Retry-After."""
     if isinstance(exc, NoProviderAvailableError):
         return Response(
-            {"detail": exc.message, "providers": provider_statuses(exc.outcomes)},
+            UnavailableOutputSerializer(exc).data,
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": str(exc.retry_after)},
         )

@@ -2,15 +2,22 @@
 
 import math
 
+from apps.plant_identification.circuits.states import OpenReason
+
 
 class PlantIdentificationError(Exception):
     """Root of every plant identification error."""
 
 
 class ProviderError(PlantIdentificationError):
-    """A provider call failed; ``counts_as_outage`` tells the breaker whether to count it."""
+    """A provider call failed; ``counts_as_outage`` tells the breaker whether to count it.
+
+    ``circuit_retry_after`` is set by the breaker when this very failure opened or held the circuit: the
+    seconds until the provider may be called again (``math.inf``: not before staff act).
+    """
 
     counts_as_outage = False
+    circuit_retry_after: float | None = None
 
     def __init__(self, provider: str, message: str, *, status_code: int | None = None) -> None:
         super().__init__(f"{provider}: {message}")
@@ -47,14 +54,14 @@ class ProviderRateLimitedError(ProviderError):
     def __init__(self, provider: str, message: str, *, status_code: int | None = 429, retry_after: float) -> None:
         super().__init__(provider, message, status_code=status_code)
         self.retry_after = retry_after
-        self.hold_open = (retry_after, "quota")
+        self.hold_open = (retry_after, OpenReason.QUOTA)
 
 
 class ProviderAuthError(ProviderError):
     """The provider refused our credentials (401/403): a configuration fault; the circuit stays open until
     staff close it."""
 
-    hold_open = (math.inf, "credentials")
+    hold_open = (math.inf, OpenReason.CREDENTIALS)
 
 
 class ProviderRejectedRequestError(ProviderError):

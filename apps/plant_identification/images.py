@@ -13,7 +13,8 @@ import pillow_heif
 from django.conf import settings
 from PIL import Image, ImageCms, UnidentifiedImageError
 
-from apps.plant_identification.types import ImageInput, Provider
+from apps.plant_identification.providers import Provider, provider_registry
+from apps.plant_identification.types import ImageInput
 
 pillow_heif.register_heif_opener()
 
@@ -35,8 +36,8 @@ class ImageRejectedError(ValueError):
 
 
 def provider_long_sides() -> dict[Provider, int]:
-    """Each provider's preferred long side in pixels, from settings."""
-    return {provider: getattr(settings, f"{provider.name}_IMAGE_MAX_SIDE") for provider in Provider}
+    """Each provider's preferred long side in pixels, from the registry."""
+    return {provider: spec.image_max_side for provider, spec in provider_registry().items()}
 
 
 def image_load(upload) -> ImageInput:

@@ -6,7 +6,8 @@ where a provider that answered without naming the species contributes 0:
 
     confidence = sum(w[p] * score[p]) / sum(w[p])   over providers p that answered
 
-with w = 0.6 for Plant.id (its probabilities are calibrated across its list) and 0.4 for Pl@ntNet.
+with w each provider's ``merge_weight`` in the registry (``providers.py``): 0.6 for Plant.id, whose
+probabilities are calibrated across its list, and 0.4 for Pl@ntNet.
 A species both providers name outranks one named by a single provider at the same score; with one
 provider answering, confidence is that provider's score. Ties break by number of sources, then by
 name, so the ranking is deterministic.
@@ -15,9 +16,9 @@ name, so the ranking is deterministic.
 from dataclasses import dataclass, field
 from typing import Any
 
-from apps.plant_identification.types import Provider, ProviderAnswer, Suggestion
+from apps.plant_identification.providers import Provider, provider_registry
+from apps.plant_identification.types import ProviderAnswer, Suggestion
 
-PROVIDER_WEIGHTS = {Provider.PLANT_ID: 0.6, Provider.PLANTNET: 0.4}
 MAX_SUGGESTIONS = 10
 
 
@@ -35,7 +36,7 @@ class MergedSuggestion:
     details: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON shape of CONTRACT §2."""
+        """The JSON shape of a suggestion in an identification."""
         return {
             "scientific_name": self.scientific_name,
             "common_names": self.common_names,
@@ -66,6 +67,7 @@ def _absorb(merged: MergedSuggestion, provider: Provider, suggestion: Suggestion
 
 def suggestions_merge(answers: list[ProviderAnswer]) -> list[dict[str, Any]]:
     """Merge the answers of the providers that answered into one ranked list of suggestion dicts."""
+    weights = {provider: spec.merge_weight for provider, spec in provider_registry().items()}
     answers = sorted(answers, key=lambda answer: list(Provider).index(answer.provider))
     by_species: dict[str, MergedSuggestion] = {}
     for answer in answers:
@@ -78,9 +80,9 @@ def suggestions_merge(answers: list[ProviderAnswer]) -> list[dict[str, Any]]:
             merged = by_species.setdefault(key, MergedSuggestion(scientific_name=suggestion.scientific_name))
             _absorb(merged, answer.provider, suggestion)
 
-    total_weight = sum(PROVIDER_WEIGHTS[answer.provider] for answer in answers)
+    total_weight = sum(weights[answer.provider] for answer in answers)
     for merged in by_species.values():
-        weighted = sum(PROVIDER_WEIGHTS[Provider(name)] * score for name, score in merged.scores.items())
+        weighted = sum(weights[Provider(name)] * score for name, score in merged.scores.items())
         merged.confidence = round(weighted / total_weight, 4) if total_weight else 0.0
 
     ranked = sorted(by_species.values(), key=lambda m: (-m.confidence, -len(m.sources), species_key(m.scientific_name)))

@@ -5,7 +5,8 @@ import uuid
 from django.conf import settings
 from django.db import models
 
-from apps.plant_identification.types import Provider, ProviderStatus
+from apps.plant_identification.providers import Provider
+from apps.plant_identification.types import ProviderStatus
 
 PROVIDER_CHOICES = [(p.value, p.value) for p in Provider]
 

@@ -1,14 +1,19 @@
-"""Request validation for identify and the JSON shape of an identification (CONTRACT §2)."""
+"""Request validation, and every response body: identifications, the 503, circuits, overrides and health."""
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import APIException
 
+from apps.plant_identification.circuits.snapshots import CircuitSnapshot
+from apps.plant_identification.circuits.states import CircuitState
 from apps.plant_identification.images import ImageRejectedError, image_load
 from apps.plant_identification.models import Identification
-from apps.plant_identification.types import IdentifyRequest, Organ, Provider
+from apps.plant_identification.providers import Provider
+from apps.plant_identification.selectors import FAIL, PASS, HealthReport, Readiness
+from apps.plant_identification.types import IdentifyRequest, Organ, ProviderStatus
 
-# Pl@ntNet accepts these only alongside a primary organ (upstream_apis.md B.2).
+# Pl@ntNet accepts these only alongside a primary organ (it answers 400 to habit or other alone).
 SECONDARY_ORGANS = {Organ.HABIT.value, Organ.OTHER.value}
 
 
@@ -86,30 +91,123 @@ class IdentifyInputSerializer(serializers.Serializer):
         )
 
 
+class ProviderEntrySerializer(serializers.Serializer):
+    """How one provider took part: its status, how long it took, whether its answer came from the cache."""
+
+    status = serializers.ChoiceField(choices=[s.value for s in ProviderStatus])
+    latency_ms = serializers.IntegerField(allow_null=True)
+    cached = serializers.BooleanField()
+
+
+NOT_CONFIGURED_ENTRY = {"status": ProviderStatus.NOT_CONFIGURED.value, "latency_ms": None, "cached": False}
+
+
+@extend_schema_field(serializers.DictField(child=ProviderEntrySerializer()))
+class ProvidersField(serializers.Field):
+    """The ``providers`` block: one entry per provider, from provider outcomes or stored provider results."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, parts) -> dict[str, dict]:
+        by_provider = {str(part.provider): part for part in parts}
+        return {
+            provider.value: ProviderEntrySerializer(by_provider[provider.value]).data
+            if provider.value in by_provider
+            else dict(NOT_CONFIGURED_ENTRY)
+            for provider in Provider
+        }
+
+
 class IdentificationOutputSerializer(serializers.ModelSerializer):
     """The identify response body, the same when the identification is read back later."""
 
-    providers = serializers.SerializerMethodField()
+    providers = ProvidersField(source="provider_results.all")
 
     class Meta:
         model = Identification
         fields = ["id", "created_at", "degraded", "message", "is_plant", "suggestions", "health", "providers"]
 
-    def get_providers(self, identification: Identification) -> dict[str, dict]:
-        stored = identification.stored_results
-        results = {
-            result.provider: result
-            for result in (stored if stored is not None else identification.provider_results.all())
-        }
-        body = {}
-        for provider in Provider:
-            result = results.get(provider.value)
-            body[provider.value] = {
-                "status": result.status if result else "not_configured",
-                "latency_ms": result.latency_ms if result else None,
-                "cached": result.cached if result else False,
-            }
-        return body
+
+class UnavailableOutputSerializer(serializers.Serializer):
+    """The 503 body when no provider could answer: why, and each provider's outcome."""
+
+    detail = serializers.CharField(source="message")
+    providers = ProvidersField(source="outcomes")
+
+
+class CircuitSerializer(serializers.Serializer):
+    """One circuit breaker as it stands now."""
+
+    state = serializers.ChoiceField(choices=[s.value for s in CircuitState])
+    fail_count = serializers.IntegerField()
+    fail_max = serializers.IntegerField()
+    reset_timeout = serializers.SerializerMethodField()
+    retry_after = serializers.IntegerField(allow_null=True, help_text="seconds until a trial call is allowed")
+    reason = serializers.SerializerMethodField()
+
+    def get_reset_timeout(self, snapshot: CircuitSnapshot) -> float:
+        seconds = snapshot.reset_timeout
+        return int(seconds) if float(seconds).is_integer() else seconds
+
+    def get_reason(self, snapshot: CircuitSnapshot) -> str | None:
+        return snapshot.reason or None
+
+
+@extend_schema_field(serializers.DictField(child=CircuitSerializer()))
+class CircuitsField(serializers.Field):
+    """Every circuit, keyed by provider."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, snapshots) -> dict[str, dict]:
+        return {snapshot.provider.value: CircuitSerializer(snapshot).data for snapshot in snapshots}
+
+
+class CircuitOverrideOutputSerializer(serializers.Serializer):
+    """What a staff override did, and the circuit after it."""
+
+    provider = serializers.CharField(source="override.circuit_id")
+    action = serializers.CharField(source="override.action")
+    state_before = serializers.CharField(source="override.state_before")
+    state_after = serializers.CharField(source="override.state_after")
+    expires_at = serializers.DateTimeField(source="override.expires_at", allow_null=True)
+    circuit = CircuitSerializer()
+
+
+def _checks(checks: dict[str, str]) -> dict[str, dict[str, str]]:
+    return {name: {"status": status} for name, status in checks.items()}
+
+
+class ReadinessOutputSerializer(serializers.Serializer):
+    """The /health/ready/ body: pass or fail, and each dependency."""
+
+    status = serializers.SerializerMethodField()
+    checks = serializers.SerializerMethodField()
+
+    def get_status(self, readiness: Readiness) -> str:
+        return PASS if readiness.ready else FAIL
+
+    def get_checks(self, readiness: Readiness) -> dict[str, dict[str, str]]:
+        return _checks(readiness.checks)
+
+
+class HealthOutputSerializer(serializers.Serializer):
+    """The /health/ body: overall status, whether each provider can be called, circuits and dependencies."""
+
+    status = serializers.CharField()
+    sandbox = serializers.BooleanField()
+    circuit_breakers = CircuitsField(source="circuits")
+    checks = serializers.SerializerMethodField()
+
+    def get_checks(self, report: HealthReport) -> dict[str, dict[str, str]]:
+        return _checks(report.checks)
+
+    def to_representation(self, report: HealthReport) -> dict:
+        body = super().to_representation(report)
+        available = {f"{provider.value}_available": value for provider, value in report.available.items()}
+        return {"status": body["status"], "sandbox": body["sandbox"], **available, **body}
 
 
 class CircuitOverrideInputSerializer(serializers.Serializer):

@@ -1,16 +1,11 @@
-"""Value types shared by clients, breakers and services: providers, inputs, answers and outcomes."""
+"""Value types shared by clients, breakers and services: inputs, answers and outcomes."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-
-class Provider(StrEnum):
-    """The third-party identification services we call."""
-
-    PLANT_ID = "plant_id"
-    PLANTNET = "plantnet"
+from apps.plant_identification.providers import Provider
 
 
 class Organ(StrEnum):
@@ -26,7 +21,7 @@ class Organ(StrEnum):
 
 
 class ProviderStatus(StrEnum):
-    """What one provider contributed to an identification (CONTRACT §2)."""
+    """What one provider contributed to an identification (the ``status`` of its ``providers`` entry)."""
 
     OK = "ok"
     NO_MATCH = "no_match"
@@ -90,6 +85,7 @@ class ProviderAnswer:
     raw: Any
     is_plant: dict[str, Any] | None = None
     health: dict[str, Any] | None = None
+    cached: bool = False  # served from the answer cache, not from a call
 
     @property
     def status(self) -> ProviderStatus:
@@ -109,7 +105,7 @@ class ProviderOutcome:
     error_class: str | None = None
     error_detail: str | None = None
     http_status: int | None = None
-    retry_after: float | None = None
+    retry_after: float = 0.0  # seconds before calling this provider again could help (inf: not before staff act)
 
     @property
     def answered(self) -> bool:

@@ -4,7 +4,6 @@ from django.conf import settings
 from django.db import transaction
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound
@@ -14,26 +13,26 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from apps.plant_identification.access import CanIdentify, IdentifyThrottle
-from apps.plant_identification.breakers import breaker_for
-from apps.plant_identification.selectors import (
-    circuit_as_dict,
-    circuit_snapshot_list,
-    database_check,
-    health_report,
-    identification_for_user,
-    redis_check,
-)
+from apps.plant_identification.circuits.breaker import breaker_for, circuit_snapshot_list
+from apps.plant_identification.circuits.overrides import circuit_override
+from apps.plant_identification.providers import Provider
+from apps.plant_identification.selectors import health_report, identification_for_user, readiness
 from apps.plant_identification.serializers import (
     CircuitOverrideInputSerializer,
+    CircuitOverrideOutputSerializer,
+    CircuitsField,
+    HealthOutputSerializer,
     IdentificationOutputSerializer,
     IdentifyInputSerializer,
     PayloadTooLargeError,
+    ReadinessOutputSerializer,
+    UnavailableOutputSerializer,
 )
-from apps.plant_identification.services.circuits import circuit_override
 from apps.plant_identification.services.identify import plant_identify
-from apps.plant_identification.types import Provider
 
-JSON_OBJECT = OpenApiTypes.OBJECT
+
+def _status(ok: bool) -> int:
+    return status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE
 
 
 @method_decorator(transaction.non_atomic_requests, name="dispatch")
@@ -46,7 +45,7 @@ class PlantIdentifyView(APIView):
 
     @extend_schema(
         request={"multipart/form-data": IdentifyInputSerializer},
-        responses={200: IdentificationOutputSerializer, 503: JSON_OBJECT},
+        responses={200: IdentificationOutputSerializer, 503: UnavailableOutputSerializer},
     )
     def post(self, request):
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -76,9 +75,9 @@ class CircuitListView(APIView):
 
     permission_classes = [IsAdminUser]
 
-    @extend_schema(responses=JSON_OBJECT)
+    @extend_schema(responses=CircuitsField())
     def get(self, request):
-        return Response({s.provider.value: circuit_as_dict(s) for s in circuit_snapshot_list()})
+        return Response(CircuitsField().to_representation(circuit_snapshot_list()))
 
 
 class CircuitOverrideView(APIView):
@@ -88,7 +87,7 @@ class CircuitOverrideView(APIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
     action: str = ""
 
-    @extend_schema(request=CircuitOverrideInputSerializer, responses=JSON_OBJECT)
+    @extend_schema(request=CircuitOverrideInputSerializer, responses=CircuitOverrideOutputSerializer)
     def post(self, request, provider):
         if provider not in {p.value for p in Provider}:
             raise NotFound(f"No circuit named {provider!r}.")
@@ -98,16 +97,7 @@ class CircuitOverrideView(APIView):
             provider=Provider(provider), action=self.action, user=request.user, **serializer.validated_data
         )
         circuit = breaker_for(Provider(provider)).snapshot()
-        return Response(
-            {
-                "provider": provider,
-                "action": override.action,
-                "state_before": override.state_before,
-                "state_after": override.state_after,
-                "expires_at": override.expires_at,
-                "circuit": circuit_as_dict(circuit),
-            }
-        )
+        return Response(CircuitOverrideOutputSerializer({"override": override, "circuit": circuit}).data)
 
 
 @method_decorator(never_cache, name="dispatch")
@@ -122,16 +112,16 @@ class ProbeView(APIView):
 class HealthView(ProbeView):
     """Circuits and dependencies; 200 while some configured provider can be called, else 503."""
 
-    @extend_schema(responses=JSON_OBJECT)
+    @extend_schema(responses=HealthOutputSerializer)
     def get(self, request):
-        body, serving = health_report()
-        return Response(body, status=status.HTTP_200_OK if serving else status.HTTP_503_SERVICE_UNAVAILABLE)
+        report = health_report()
+        return Response(HealthOutputSerializer(report).data, status=_status(report.serving))
 
 
 class LiveView(ProbeView):
     """The process is up; checks no dependency."""
 
-    @extend_schema(responses=JSON_OBJECT)
+    @extend_schema(responses=ReadinessOutputSerializer)
     def get(self, request):
         return Response({"status": "pass"})
 
@@ -139,11 +129,7 @@ class LiveView(ProbeView):
 class ReadyView(ProbeView):
     """The database and (when configured) Redis answer."""
 
-    @extend_schema(responses=JSON_OBJECT)
+    @extend_schema(responses=ReadinessOutputSerializer)
     def get(self, request):
-        checks = {"database": {"status": database_check()}, "redis": {"status": redis_check()}}
-        ready = all(check["status"] != "fail" for check in checks.values())
-        return Response(
-            {"status": "pass" if ready else "fail", "checks": checks},
-            status=status.HTTP_200_OK if ready else status.HTTP_503_SERVICE_UNAVAILABLE,
-        )
+        report = readiness()
+        return Response(ReadinessOutputSerializer(report).data, status=_status(report.ready))

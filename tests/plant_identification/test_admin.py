@@ -3,10 +3,10 @@
 import pytest
 from django.urls import reverse
 
-from apps.plant_identification.breakers import breaker_for
-from apps.plant_identification.circuit_events import circuit_events_flush
+from apps.plant_identification.circuits.breaker import breaker_for
+from apps.plant_identification.circuits.events import circuit_events_flush
 from apps.plant_identification.models import Circuit, Identification, ProviderResult
-from apps.plant_identification.types import Provider
+from apps.plant_identification.providers import Provider
 
 pytestmark = pytest.mark.django_db
 

@@ -1,21 +1,21 @@
 """Breakers: what counts as a failure, when a circuit opens and closes, transitions, shared state."""
 
+import itertools
 import logging
 
 import pybreaker
 import pytest
 
-from apps.plant_identification.breakers import ProviderCircuitBreaker, breaker_for
-from apps.plant_identification.circuit_events import circuit_events_pending
+from apps.plant_identification.circuits.breaker import ProviderCircuitBreaker, breaker_for
+from apps.plant_identification.circuits.events import circuit_events_pending
 from apps.plant_identification.clients import PlantIdClient, PlantNetClient
 from apps.plant_identification.exceptions import (
     ProviderCircuitOpenError,
     ProviderError,
     ProviderUnavailableError,
 )
-from apps.plant_identification.types import Provider
-from tests.conftest import PLANT_ID_URL, PLANTNET_URL, fixture_json, fixture_text
-from tests.plant_identification.clients.test_plant_id import make_request
+from apps.plant_identification.providers import Provider
+from tests.factories import PLANT_ID_URL, PLANTNET_URL, fixture_json, fixture_text, make_request
 
 
 @pytest.fixture
@@ -30,11 +30,16 @@ def plantnet(settings):
     )
 
 
+PHOTOS = itertools.count()
+
+
 def call_ignoring_errors(client, times: int) -> list[type]:
     raised = []
     for _ in range(times):
+        index = next(PHOTOS)
+        photo = (16 * (index // 16 % 16), 120, 16 * (index % 16))  # a new photo each call: no cached answer
         try:
-            client.identify(make_request())
+            client.identify(make_request(color=photo))
             raised.append(None)
         except ProviderError as exc:
             raised.append(type(exc))

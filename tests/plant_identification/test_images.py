@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from apps.plant_identification.images import ImageRejectedError, image_normalise
-from apps.plant_identification.types import Provider
+from apps.plant_identification.providers import Provider
 from tests.images import animated_webp, encode, heic, jpeg_with_exif, png_bomb, two_tone
 
 

@@ -2,8 +2,9 @@
 
 import pytest
 
-from apps.plant_identification.merge import PROVIDER_WEIGHTS, suggestions_merge
-from apps.plant_identification.types import Provider, ProviderAnswer, Suggestion
+from apps.plant_identification.merge import suggestions_merge
+from apps.plant_identification.providers import Provider, provider_spec
+from apps.plant_identification.types import ProviderAnswer, Suggestion
 
 
 def answer(provider: Provider, *pairs) -> ProviderAnswer:
@@ -38,8 +39,8 @@ def test_confidence_is_the_weighted_mean_over_answering_providers():
     )
     by_name = {s["scientific_name"]: s["confidence"] for s in merged}
     assert by_name == {
-        "A a": pytest.approx(0.5 * PROVIDER_WEIGHTS[Provider.PLANT_ID]),
-        "B b": pytest.approx(0.5 * PROVIDER_WEIGHTS[Provider.PLANTNET]),
+        "A a": pytest.approx(0.5 * provider_spec(Provider.PLANT_ID).merge_weight),
+        "B b": pytest.approx(0.5 * provider_spec(Provider.PLANTNET).merge_weight),
     }
 
 

@@ -1,1 +1,11 @@
-"""Circuit breakers: the state machine's rules, its shared (Redis) and local stores, and the pybreaker subclass."""
+"""Circuit breakers, one per provider, whose state every worker shares through Redis.
+
+- ``states``: the state and reason names (closed, open, half-open; failures, quota, credentials, forced).
+- ``rules``: the state machine as plain functions over a ``CircuitRecord`` (the in-process path).
+- ``lua``: the same operations as atomic Redis scripts (the shared path).
+- ``store``: where a record lives: Redis, or memory while Redis is unreachable.
+- ``breaker``: ``ProviderCircuitBreaker``, the pybreaker subclass the clients call through, and one per provider.
+- ``snapshots``: a circuit as readers see it (``/health/``, the admin, the circuits API).
+- ``events``: transitions, logged, kept in Redis the moment they happen and stored as ``CircuitEvent`` rows.
+- ``overrides``: staff forcing a circuit open or closed, with an audit record.
+"""

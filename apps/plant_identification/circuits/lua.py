@@ -1,11 +1,19 @@
-"""Redis scripts: each breaker operation as one atomic round trip, mirroring ``rules.py`` line for line.
+"""Redis scripts: each breaker operation as one atomic round trip, the shared twin of ``rules.py``.
 
 KEYS[1] is the circuit hash, KEYS[2] the sorted set of half-open trial leases (member: lease id, score:
-expiry). ARGV[1] is "now" in seconds, or empty to take it from the Redis server clock (``TIME``), so
-every host agrees on time with sub-second precision.
+expiry; the set itself expires with its newest lease), KEYS[3] the list of transitions not yet stored.
+ARGV[1] is "now" in seconds, or empty to take it from the Redis server clock (``TIME``), so every host
+agrees on time with sub-second precision. State and reason names come from ``states.py``, substituted
+into the prelude's Lua constants.
 """
 
-PRELUDE = """
+from string import Template
+
+from apps.plant_identification.circuits.states import CircuitState, OpenReason
+
+PRELUDE = Template("""
+local CLOSED, OPEN, HALF_OPEN = '$closed', '$open', '$half_open'
+local FAILURES = '$failures'
 local function clock(arg)
   if arg ~= '' then return tonumber(arg) end
   local t = redis.call('TIME')
@@ -20,50 +28,55 @@ local function fmt(seconds)  -- microseconds survive (tostring keeps only 14 sig
   return string.format('%.6f', seconds)
 end
 local function open(now, until_, reason)
-  redis.call('HSET', KEYS[1], 'state', 'open', 'opened_at', fmt(now), 'reason', reason, 'succ', 0)
+  redis.call('HSET', KEYS[1], 'state', OPEN, 'opened_at', fmt(now), 'reason', reason, 'succ', 0)
   if until_ then redis.call('HSET', KEYS[1], 'open_until', fmt(until_))
   else redis.call('HDEL', KEYS[1], 'open_until') end
   redis.call('HDEL', KEYS[1], 'pinned_until')
   redis.call('DEL', KEYS[2])
 end
 local function close()
-  redis.call('HSET', KEYS[1], 'state', 'closed', 'fail', 0, 'succ', 0, 'reason', '')
+  redis.call('HSET', KEYS[1], 'state', CLOSED, 'fail', 0, 'succ', 0, 'reason', '')
   redis.call('HDEL', KEYS[1], 'opened_at', 'open_until')
   redis.call('DEL', KEYS[2])
 end
 local now = clock(ARGV[1])
-"""
+""").substitute(
+    closed=CircuitState.CLOSED,
+    open=CircuitState.OPEN,
+    half_open=CircuitState.HALF_OPEN,
+    failures=OpenReason.FAILURES,
+)
 
 # ARGV: now, reset_timeout, half_open_max_calls, trial_lease, lease_id
 ADMIT = (
     PRELUDE
     + """
 local f = redis.call('HMGET', KEYS[1], 'state', 'fail', 'opened_at', 'open_until', 'reason')
-local state = f[1] or 'closed'
+local state = f[1] or CLOSED
 local fail = tonumber(f[2]) or 0
 local reason = f[5] or ''
 local transition = ''
-if state == 'open' then
+if state == OPEN then
   local reopens = num(f[4]) or ((num(f[3]) or 0) + tonumber(ARGV[2]))
   if now < reopens then
-    return {'reject', 'open', fail, fmt(reopens - now), reason, ''}
+    return {'reject', OPEN, fail, fmt(reopens - now), reason, ''}
   end
-  redis.call('HSET', KEYS[1], 'state', 'half-open', 'succ', 0)
+  redis.call('HSET', KEYS[1], 'state', HALF_OPEN, 'succ', 0)
   redis.call('DEL', KEYS[2])
-  state = 'half-open'
-  transition = 'open>half-open'
+  state = HALF_OPEN
+  transition = OPEN .. '>' .. HALF_OPEN
 end
-if state == 'half-open' then
+if state == HALF_OPEN then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', fmt(now))
   if redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[3]) then
     redis.call('ZADD', KEYS[2], fmt(now + tonumber(ARGV[4])), ARGV[5])
-    redis.call('PEXPIRE', KEYS[2], math.ceil((tonumber(ARGV[4]) + 60) * 1000))
-    return {'trial', 'half-open', fail, '', reason, transition}
+    redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(ARGV[4]) * 1000))
+    return {'trial', HALF_OPEN, fail, '', reason, transition}
   end
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  return {'reject', 'half-open', fail, fmt(math.max(0, tonumber(first[2]) - now)), reason, transition}
+  return {'reject', HALF_OPEN, fail, fmt(math.max(0, tonumber(first[2]) - now)), reason, transition}
 end
-return {'admit', 'closed', fail, '', '', ''}
+return {'admit', CLOSED, fail, '', '', ''}
 """
 )
 
@@ -71,15 +84,15 @@ return {'admit', 'closed', fail, '', '', ''}
 SUCCESS = (
     PRELUDE
     + """
-local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
+local state = redis.call('HGET', KEYS[1], 'state') or CLOSED
 if ARGV[4] ~= '1' then
-  if state == 'closed' then redis.call('HSET', KEYS[1], 'fail', 0) end
+  if state == CLOSED then redis.call('HSET', KEYS[1], 'fail', 0) end
   return ''
 end
-if redis.call('ZREM', KEYS[2], ARGV[3]) == 0 or state ~= 'half-open' then return '' end
+if redis.call('ZREM', KEYS[2], ARGV[3]) == 0 or state ~= HALF_OPEN then return '' end
 if redis.call('HINCRBY', KEYS[1], 'succ', 1) >= tonumber(ARGV[2]) then
   close()
-  return 'half-open>closed'
+  return HALF_OPEN .. '>' .. CLOSED
 end
 return ''
 """
@@ -90,20 +103,20 @@ FAILURE = (
     PRELUDE
     + """
 local f = redis.call('HMGET', KEYS[1], 'state', 'pinned_until', 'fail')
-local state = f[1] or 'closed'
+local state = f[1] or CLOSED
 local fail = tonumber(f[3]) or 0
 if ARGV[4] == '1' then
-  if redis.call('ZREM', KEYS[2], ARGV[3]) == 0 or state ~= 'half-open' then return {'', fail} end
-  open(now, nil, 'failures')
-  return {'half-open>open', fail}
+  if redis.call('ZREM', KEYS[2], ARGV[3]) == 0 or state ~= HALF_OPEN then return {'', fail} end
+  open(now, nil, FAILURES)
+  return {HALF_OPEN .. '>' .. OPEN, fail}
 end
-if state ~= 'closed' then return {'', fail} end
+if state ~= CLOSED then return {'', fail} end
 local pinned = num(f[2])
 if pinned and now < pinned then return {'', fail} end
 fail = redis.call('HINCRBY', KEYS[1], 'fail', 1)
 if fail >= tonumber(ARGV[2]) then
-  open(now, nil, 'failures')
-  return {'closed>open', fail}
+  open(now, nil, FAILURES)
+  return {CLOSED .. '>' .. OPEN, fail}
 end
 return {'', fail}
 """
@@ -122,10 +135,10 @@ return ''
 HOLD_OPEN = (
     PRELUDE
     + """
-local before = redis.call('HGET', KEYS[1], 'state') or 'closed'
+local before = redis.call('HGET', KEYS[1], 'state') or CLOSED
 local seconds = num(ARGV[2])
 open(now, now + seconds, ARGV[3])
-return before .. '>open'
+return before .. '>' .. OPEN
 """
 )
 
@@ -133,12 +146,12 @@ return before .. '>open'
 FORCE_CLOSE = (
     PRELUDE
     + """
-local before = redis.call('HGET', KEYS[1], 'state') or 'closed'
+local before = redis.call('HGET', KEYS[1], 'state') or CLOSED
 close()
 local pin = num(ARGV[2])
 if pin then redis.call('HSET', KEYS[1], 'pinned_until', fmt(now + pin))
 else redis.call('HDEL', KEYS[1], 'pinned_until') end
-return before .. '>closed'
+return before .. '>' .. CLOSED
 """
 )
 
@@ -147,7 +160,27 @@ SNAPSHOT = (
     PRELUDE
     + """
 local f = redis.call('HMGET', KEYS[1], 'state', 'fail', 'succ', 'opened_at', 'open_until', 'reason', 'pinned_until')
-return {f[1] or 'closed', f[2] or '0', f[3] or '0', f[4] or '', f[5] or '', f[6] or '', f[7] or '',
+return {f[1] or CLOSED, f[2] or '0', f[3] or '0', f[4] or '', f[5] or '', f[6] or '', f[7] or '',
         fmt(now)}
+"""
+)
+
+# ARGV: now, event (JSON), how many events the list keeps
+PUSH_EVENT = (
+    PRELUDE
+    + """
+redis.call('RPUSH', KEYS[3], ARGV[2])
+redis.call('LTRIM', KEYS[3], -tonumber(ARGV[3]), -1)
+return ''
+"""
+)
+
+# ARGV: now, how many events to take. Returns them, oldest first, and removes them from the list.
+TAKE_EVENTS = (
+    PRELUDE
+    + """
+local events = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[2]) - 1)
+if #events > 0 then redis.call('LTRIM', KEYS[3], #events, -1) end
+return events
 """
 )

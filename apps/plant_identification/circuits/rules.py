@@ -1,4 +1,7 @@
-"""The circuit's rules as plain data and functions: one source of truth, mirrored by the Redis scripts.
+"""The circuit's rules as plain data and functions, used while Redis is unreachable.
+
+``lua.py`` implements the same rules as Redis scripts (the shared path); the two are written separately and
+held together by tests that run both against one reference model (``tests/.../circuits/test_state_machine.py``).
 
 A circuit record holds: ``state`` (closed, open, half-open), ``fail`` (consecutive counted failures while
 closed), ``succ`` (trial successes while half-open), ``opened_at``, ``open_until`` (an explicit reopen
@@ -10,9 +13,10 @@ close with an expiry) and ``trials`` (lease id -> expiry of the half-open trial 
 import math
 from dataclasses import dataclass, field
 
-CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
-ADMIT, TRIAL, REJECT = "admit", "trial", "reject"
-FAILURES, QUOTA, CREDENTIALS, FORCED = "failures", "quota", "credentials", "forced"
+from apps.plant_identification.circuits.states import CircuitState, OpenReason
+
+CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
+ADMIT, TRIAL, REJECT = "admit", "trial", "reject"  # what admit() decides
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,9 @@ class CircuitConfig:
     reset_timeout: float
     success_threshold: int
     half_open_max_calls: int
-    trial_lease: float  # seconds a trial may hold its slot before another may take it
+    # Seconds a half-open trial holds its slot before another call may take it: the calling client's timeout
+    # plus CIRCUIT_TRIAL_LEASE_MARGIN (breaker.py). The Redis scripts receive the same number.
+    trial_lease: float
 
 
 @dataclass
@@ -97,13 +103,13 @@ def failure(record: CircuitRecord, config: CircuitConfig, now: float, lease_id: 
     if trial:
         if record.trials.pop(lease_id, None) is None or record.state != HALF_OPEN:
             return None
-        _open(record, now, None, FAILURES)
+        _open(record, now, None, OpenReason.FAILURES)
         return (HALF_OPEN, OPEN)
     if record.state != CLOSED or (record.pinned_until is not None and now < record.pinned_until):
         return None
     record.fail += 1
     if record.fail >= config.fail_max:
-        _open(record, now, None, FAILURES)
+        _open(record, now, None, OpenReason.FAILURES)
         return (CLOSED, OPEN)
     return None
 

@@ -1,4 +1,4 @@
-"""Where a circuit's record lives: Redis (shared by every worker) or, while Redis is unreachable, memory.
+"""Where a circuit's record and its unstored transitions live: Redis (shared by every worker) or memory.
 
 Each operation is one atomic Redis script (``lua.py``). When Redis fails, the store answers from an
 in-process record (``rules.py``) that mirrors the last shared state it saw, logs one warning for the
@@ -19,10 +19,12 @@ from redis.exceptions import RedisError
 
 from apps.plant_identification.circuits import lua, rules
 from apps.plant_identification.circuits.rules import CircuitConfig, CircuitRecord, Decision
+from apps.plant_identification.circuits.states import CircuitState
 
 logger = logging.getLogger(__name__)
 
 REDIS_RETRY_SECONDS = 1.0
+EVENTS_KEPT = 10_000  # transitions kept in Redis per circuit until stored; a fleet that never stores keeps the newest
 Clock = Callable[[], float]
 
 
@@ -39,7 +41,11 @@ class CircuitStore:
     """One provider's circuit record, in Redis when ``REDIS_URL`` is set, with an in-process fallback."""
 
     def __init__(self, namespace: str, *, clock: Clock | None = None) -> None:
-        self.keys = [f"plantid:circuit:{namespace}", f"plantid:circuit:{namespace}:trials"]
+        self.keys = [
+            f"plantid:circuit:{namespace}",
+            f"plantid:circuit:{namespace}:trials",
+            f"plantid:circuit:{namespace}:events",
+        ]
         self.clock = clock  # None: Redis server time when shared, time.time() locally
         self.local = CircuitRecord()
         self._lock = threading.Lock()
@@ -115,6 +121,14 @@ class CircuitStore:
         )
         return StoredCircuit(record, float(now), shared=True)
 
+    def push_event(self, event: str) -> bool:
+        """Keep a transition (JSON) in Redis until it is stored; False when Redis is not at hand."""
+        return self._shared("PUSH_EVENT", event, EVENTS_KEPT) is not None
+
+    def take_events(self, limit: int) -> list[str]:
+        """Remove and return up to ``limit`` transitions kept in Redis, oldest first (none without Redis)."""
+        return [_text(event) for event in self._shared("TAKE_EVENTS", limit) or ()]
+
     @property
     def redis_ok(self) -> bool | None:
         """None without Redis; False during an outage; True otherwise."""
@@ -136,9 +150,9 @@ class CircuitStore:
             local = self.local
             if decision.state != local.state or decision.fail != local.fail:
                 local.state, local.fail, local.reason = decision.state, decision.fail, decision.reason
-                if decision.state == rules.OPEN and decision.retry_after is not None:
+                if decision.state == CircuitState.OPEN and decision.retry_after is not None:
                     local.opened_at, local.open_until = self._now(), self._now() + decision.retry_after
-                elif decision.state != rules.OPEN:
+                elif decision.state != CircuitState.OPEN:
                     local.open_until = None
 
     def _shared(self, name: str, *args):

@@ -1,5 +1,6 @@
-"""The base provider client: per-thread HTTP sessions, timeouts, the breaker and outcome mapping."""
+"""The base provider client: the answer cache, per-thread HTTP sessions, timeouts, the breaker, outcome mapping."""
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -7,13 +8,13 @@ import math
 import re
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
+from django.core.cache import cache
 
-from apps.plant_identification.breakers import ProviderCircuitBreaker, breaker_for
+from apps.plant_identification.circuits.breaker import ProviderCircuitBreaker, breaker_for
 from apps.plant_identification.exceptions import (
     ProviderAuthError,
     ProviderError,
@@ -23,7 +24,8 @@ from apps.plant_identification.exceptions import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
-from apps.plant_identification.types import IdentifyRequest, Provider, ProviderAnswer
+from apps.plant_identification.providers import Provider, provider_spec
+from apps.plant_identification.types import IdentifyRequest, ProviderAnswer
 
 logger = logging.getLogger(__name__)
 
@@ -36,29 +38,31 @@ ERROR_EXCERPT = 200
 _thread_sessions = threading.local()
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class OutboundRequest:
     """A provider request, before the HTTP layer sends it."""
 
     method: str
     path: str
-    params: dict[str, Any] = field(default_factory=dict)
-    headers: dict[str, str] = field(default_factory=dict)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
     json: Any = None
     data: Any = None
     files: Any = None
 
 
 class BaseProviderClient:
-    """Shared mechanics of every provider client.
+    """Shared mechanics of every provider client; ``identify()`` is its one entry point.
 
-    Subclasses set ``provider`` and implement the three provider-specific hooks:
-    ``build_request(request)``, ``parse_response(payload)`` and, optionally,
-    ``answer_for_error(response)`` (an HTTP error that is really an answer, e.g. "no species").
-    They never catch ``requests`` exceptions or map status codes; this class does, once.
+    Subclasses set ``provider`` (and ``secret_params``, the query parameters that carry a secret) and
+    implement the provider-specific hooks: ``build_request(request)``, ``parse_response(payload)`` and,
+    optionally, ``answer_for_error(response)`` (an HTTP error that is really an answer, e.g. "no species")
+    and ``quota_reset_seconds(response)``. They never catch ``requests`` exceptions or map status codes;
+    this class does, once.
     """
 
     provider: Provider
+    secret_params: frozenset[str] = frozenset()
 
     def __init__(
         self, *, api_key: str, base_url: str, timeout: float, breaker: ProviderCircuitBreaker | None = None
@@ -87,21 +91,23 @@ class BaseProviderClient:
 
     # ------------------------------------------------------------------ public
     def identify(self, request: IdentifyRequest) -> ProviderAnswer:
-        """Ask the provider to identify ``request``; raise a ``ProviderError`` subclass on any failure."""
-        return self.send(self.build_request(request))
-
-    def send(self, outbound: OutboundRequest) -> ProviderAnswer:
-        """Send a built request through the breaker and map every outcome to an answer or an error."""
-        with self.breaker.protect():
-            response = self._send(outbound)
-            return self._interpret(response)
+        """The provider's answer for ``request``, from the answer cache (``cached=True``) or from a call
+        through the breaker; raise a ``ProviderError`` subclass on any failure."""
+        outbound = self.build_request(request)
+        key = self.cache_key(outbound)
+        answer = cache.get(key)
+        if answer is not None:
+            return dataclasses.replace(answer, cached=True)
+        answer = self._send_protected(outbound)
+        cache.set(key, answer, provider_spec(self.provider).cache_ttl)
+        return answer
 
     def cache_key(self, outbound: OutboundRequest) -> str:
-        """A key naming everything sent that can change the answer (never the API key)."""
+        """A key naming everything sent that can change the answer (never a secret)."""
         digest = hashlib.sha256()
         for part in (CACHE_VERSION, self.provider.value, self.base_url, outbound.method, outbound.path):
             digest.update(part.encode() + b"\0")
-        params = {name: value for name, value in outbound.params.items() if name != "api-key"}
+        params = {name: value for name, value in outbound.params.items() if name not in self.secret_params}
         fields = {"params": params, "json": outbound.json, "data": outbound.data}
         digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
         for name, (filename, content, content_type) in outbound.files or ():
@@ -110,6 +116,12 @@ class BaseProviderClient:
         return f"plantid:answer:{self.provider.value}:{digest.hexdigest()}"
 
     # ------------------------------------------------------------------ mechanics
+    def _send_protected(self, outbound: OutboundRequest) -> ProviderAnswer:
+        """Send a built request through the breaker and map every outcome to an answer or an error."""
+        with self.breaker.protect(call_timeout=self.timeout):
+            response = self._send(outbound)
+            return self._interpret(response)
+
     @property
     def session(self) -> requests.Session:
         """This thread's session for this provider: kept across requests, never shared between threads."""

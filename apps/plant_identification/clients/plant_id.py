@@ -8,7 +8,8 @@ from typing import Any
 import requests
 
 from apps.plant_identification.clients.base import BaseProviderClient, OutboundRequest, seconds_until_period_end
-from apps.plant_identification.types import IdentifyRequest, Provider, ProviderAnswer, Suggestion
+from apps.plant_identification.providers import Provider
+from apps.plant_identification.types import IdentifyRequest, ProviderAnswer, Suggestion
 
 # Plant and disease detail views share one `details` list (upstream_apis.md A.2).
 DETAILS = (

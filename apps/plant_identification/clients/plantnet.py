@@ -5,11 +5,13 @@ from typing import Any
 import requests
 
 from apps.plant_identification.clients.base import BaseProviderClient, OutboundRequest, seconds_until_period_end
-from apps.plant_identification.types import IdentifyRequest, Provider, ProviderAnswer, Suggestion
+from apps.plant_identification.providers import Provider
+from apps.plant_identification.types import IdentifyRequest, ProviderAnswer, Suggestion
 
 NB_RESULTS = 10
 LANGUAGE = "en"
 NOT_FOUND_MESSAGE = "species not found"
+API_KEY_PARAM = "api-key"
 
 
 def _name(taxon: dict[str, Any] | None) -> str | None:
@@ -20,6 +22,7 @@ class PlantNetClient(BaseProviderClient):
     """Pl@ntNet v2: ``POST /identify/{project}`` (200), Boom JSON errors, 404 "Species not found"."""
 
     provider = Provider.PLANTNET
+    secret_params = frozenset({API_KEY_PARAM})
 
     def __init__(self, *, project: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -30,7 +33,7 @@ class PlantNetClient(BaseProviderClient):
             method="POST",
             path=f"/identify/{self.project}",
             params={
-                "api-key": self.api_key,
+                API_KEY_PARAM: self.api_key,
                 "lang": LANGUAGE,
                 "nb-results": NB_RESULTS,
                 "include-related-images": "true",
@@ -59,7 +62,7 @@ class PlantNetClient(BaseProviderClient):
             payload = response.json()
         except ValueError:
             return None
-        if str(payload.get("message", "")).strip().lower() != NOT_FOUND_MESSAGE:
+        if not isinstance(payload, dict) or str(payload.get("message", "")).strip().lower() != NOT_FOUND_MESSAGE:
             return None
         return ProviderAnswer(provider=self.provider, suggestions=(), raw=payload)
 

@@ -2,9 +2,7 @@
 
 import threading
 
-from django.conf import settings
-
-from apps.plant_identification.types import Provider
+from apps.plant_identification.providers import Provider, provider_registry, provider_spec
 
 
 class Bulkhead:
@@ -17,13 +15,14 @@ class Bulkhead:
 
     @property
     def limit(self) -> int:
-        """The configured bound (``<PROVIDER>_MAX_CONCURRENT_CALLS``), read now."""
-        return getattr(settings, f"{self.provider.name}_MAX_CONCURRENT_CALLS")
+        """The configured bound (the registry's ``max_concurrent_calls``), read now."""
+        return provider_spec(self.provider).max_concurrent_calls
 
     def try_acquire(self) -> bool:
         """Take a slot if one is free."""
+        limit = self.limit
         with self._lock:
-            if self.in_flight >= self.limit:
+            if self.in_flight >= limit:
                 return False
             self.in_flight += 1
             return True
@@ -39,4 +38,4 @@ BULKHEADS = {provider: Bulkhead(provider) for provider in Provider}
 
 def total_capacity() -> int:
     """Calls all providers may have in flight together: the size the provider thread pool needs."""
-    return sum(bulkhead.limit for bulkhead in BULKHEADS.values())
+    return sum(spec.max_concurrent_calls for spec in provider_registry().values())

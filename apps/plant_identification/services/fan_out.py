@@ -1,13 +1,12 @@
 """Calling every configured provider in parallel under one deadline, each outcome classified."""
 
 import logging
+import math
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 
-from django.conf import settings
-from django.core.cache import cache
-
+from apps.plant_identification.circuits.states import OpenReason
 from apps.plant_identification.clients import BaseProviderClient
 from apps.plant_identification.exceptions import (
     ProviderAuthError,
@@ -16,8 +15,9 @@ from apps.plant_identification.exceptions import (
     ProviderRateLimitedError,
     ProviderTimeoutError,
 )
+from apps.plant_identification.providers import Provider, provider_spec
 from apps.plant_identification.services.bulkhead import BULKHEADS, total_capacity
-from apps.plant_identification.types import IdentifyRequest, Provider, ProviderOutcome, ProviderStatus
+from apps.plant_identification.types import IdentifyRequest, ProviderOutcome, ProviderStatus
 
 logger = logging.getLogger(__name__)
 
@@ -38,13 +38,9 @@ def provider_executor() -> ThreadPoolExecutor:
         return _executor
 
 
-def _cache_ttl(provider: Provider) -> int:
-    return getattr(settings, f"{provider.name}_CACHE_TTL")
-
-
 def _failure_status(exc: ProviderError) -> ProviderStatus:
     if isinstance(exc, ProviderCircuitOpenError):
-        return ProviderStatus.QUOTA_EXHAUSTED if exc.reason == "quota" else ProviderStatus.CIRCUIT_OPEN
+        return ProviderStatus.QUOTA_EXHAUSTED if exc.reason == OpenReason.QUOTA else ProviderStatus.CIRCUIT_OPEN
     if isinstance(exc, ProviderRateLimitedError):
         return ProviderStatus.QUOTA_EXHAUSTED
     if isinstance(exc, ProviderTimeoutError):
@@ -52,8 +48,19 @@ def _failure_status(exc: ProviderError) -> ProviderStatus:
     return ProviderStatus.ERROR
 
 
+def _retry_after(exc: ProviderError) -> float:
+    """Seconds before calling this provider again could help (``inf``: not before staff act)."""
+    if isinstance(exc, ProviderCircuitOpenError):
+        return math.inf if exc.retry_after is None else exc.retry_after
+    if isinstance(exc, ProviderRateLimitedError):
+        return exc.retry_after
+    if exc.circuit_retry_after is not None:  # this very failure opened (or held) the circuit
+        return exc.circuit_retry_after
+    return 0.0
+
+
 def provider_call(client: BaseProviderClient, request: IdentifyRequest) -> ProviderOutcome:
-    """Answer from cache or from the provider; every failure becomes an outcome, never an exception."""
+    """Answer from the client (cache or provider); every failure becomes an outcome, never an exception."""
     started = time.monotonic()
 
     def elapsed_ms() -> int:
@@ -61,18 +68,15 @@ def provider_call(client: BaseProviderClient, request: IdentifyRequest) -> Provi
 
     provider = client.provider
     try:
-        outbound = client.build_request(request)
-        key = client.cache_key(outbound)
-        answer = cache.get(key)
-        if answer is not None:
-            return ProviderOutcome(provider, answer.status, answer=answer, latency_ms=elapsed_ms(), cached=True)
-        answer = client.send(outbound)
-        cache.set(key, answer, _cache_ttl(provider))
-        return ProviderOutcome(provider, answer.status, answer=answer, latency_ms=elapsed_ms())
+        answer = client.identify(request)
+        return ProviderOutcome(provider, answer.status, answer=answer, latency_ms=elapsed_ms(), cached=answer.cached)
     except ProviderError as exc:
         if isinstance(exc, ProviderAuthError):
             logger.error(
-                "%s rejected our credentials (%s): check %s_API_KEY", provider.value, exc.message, provider.name
+                "%s rejected our credentials (%s): check %s_API_KEY",
+                provider.value,
+                exc.message,
+                provider_spec(provider).env_prefix,
             )
         else:
             logger.warning("%s failed: %s", provider.value, exc)
@@ -83,7 +87,7 @@ def provider_call(client: BaseProviderClient, request: IdentifyRequest) -> Provi
             error_class=type(exc).__name__,
             error_detail=exc.message,
             http_status=exc.status_code,
-            retry_after=getattr(exc, "retry_after", None),
+            retry_after=_retry_after(exc),
         )
     except Exception as exc:  # a bug must cost one provider's answer, not the request
         logger.exception("%s call raised unexpectedly", provider.value)

@@ -1,4 +1,4 @@
-"""The identify use case: fan out to providers, merge their answers, store and return the result."""
+"""The identify use case: fan out to the providers, merge their answers, then store the identification."""
 
 import logging
 import math
@@ -6,40 +6,52 @@ import math
 from django.conf import settings
 from django.db import transaction
 
-from apps.plant_identification.breakers import breaker_for
-from apps.plant_identification.circuit_events import circuit_events_flush
+from apps.plant_identification.circuits.events import circuit_events_flush
 from apps.plant_identification.clients import BaseProviderClient, build_clients
 from apps.plant_identification.exceptions import NoProviderAvailableError
 from apps.plant_identification.merge import suggestions_merge
 from apps.plant_identification.models import Identification, ProviderResult
+from apps.plant_identification.providers import Provider, provider_registry
 from apps.plant_identification.services.fan_out import providers_fan_out
-from apps.plant_identification.types import IdentifyRequest, Provider, ProviderOutcome, ProviderStatus
+from apps.plant_identification.types import IdentifyRequest, ProviderOutcome, ProviderStatus
 
 logger = logging.getLogger(__name__)
 
-PROVIDER_LABELS = {Provider.PLANT_ID: "Plant.id", Provider.PLANTNET: "Pl@ntNet"}
+DEADLINE_MARGIN = 5.0  # seconds past the slowest provider timeout, when IDENTIFY_DEADLINE is unset
 NOT_CONFIGURED_RETRY_AFTER = 60
 UNKNOWN_RETRY_AFTER = 3600  # every provider waits for staff (credentials, credits): ask clients to come back later
 
 
-def _retry_after(outcome: ProviderOutcome) -> float:
-    """Seconds before calling this provider again could help (``inf``: not before staff act)."""
-    if outcome.status in (ProviderStatus.CIRCUIT_OPEN, ProviderStatus.QUOTA_EXHAUSTED):
-        return math.inf if outcome.retry_after is None else outcome.retry_after
-    if settings.CIRCUIT_BREAKER_ENABLED:  # this very failure may have opened (or held) the circuit
-        snapshot = breaker_for(outcome.provider).snapshot()
-        if snapshot.state == "open":
-            return math.inf if snapshot.retry_after is None else snapshot.retry_after
-    return 0.0
+def identify_deadline(providers) -> float:
+    """Seconds the fan-out may take: ``IDENTIFY_DEADLINE``, or the slowest provider's timeout plus a margin."""
+    if settings.IDENTIFY_DEADLINE is not None:
+        return settings.IDENTIFY_DEADLINE
+    registry = provider_registry()
+    return max(registry[provider].timeout for provider in providers) + DEADLINE_MARGIN
 
 
 def _degraded_message(outcomes: dict[Provider, ProviderOutcome]) -> str | None:
     missing = [o for o in outcomes.values() if not o.answered]
     if not missing:
         return None
-    answered = " and ".join(PROVIDER_LABELS[o.provider] for o in outcomes.values() if o.answered)
-    reasons = ", ".join(f"{PROVIDER_LABELS[o.provider]} {o.status.value.replace('_', ' ')}" for o in missing)
+    labels = {provider: spec.label for provider, spec in provider_registry().items()}
+    answered = " and ".join(labels[o.provider] for o in outcomes.values() if o.answered)
+    reasons = ", ".join(f"{labels[o.provider]} {o.status.value.replace('_', ' ')}" for o in missing)
     return f"Partial result from {answered} only ({reasons})."
+
+
+def _unavailable(outcomes: dict[Provider, ProviderOutcome], *, any_configured: bool) -> NoProviderAvailableError:
+    """The error for an identification no provider answered, with the earliest time a retry could help."""
+    if not any_configured:
+        return NoProviderAvailableError(
+            "No identification provider is configured.", tuple(outcomes.values()), NOT_CONFIGURED_RETRY_AFTER
+        )
+    wait = min(o.retry_after for o in outcomes.values() if o.status != ProviderStatus.NOT_CONFIGURED)
+    return NoProviderAvailableError(
+        "No identification provider could answer; try again later.",
+        tuple(outcomes.values()),
+        max(1, math.ceil(wait)) if math.isfinite(wait) else UNKNOWN_RETRY_AFTER,
+    )
 
 
 def plant_identify(
@@ -50,42 +62,41 @@ def plant_identify(
     Raises ``NoProviderAvailableError`` (with every outcome and a retry time) when no provider answered.
     """
     clients = build_clients() if clients is None else clients
-    outcomes = providers_fan_out(clients, request, deadline=settings.IDENTIFY_DEADLINE) if clients else {}
+    outcomes = providers_fan_out(clients, request, deadline=identify_deadline(clients)) if clients else {}
     _flush_circuit_events()
     for provider in Provider:
-        if provider not in outcomes:
-            outcomes[provider] = ProviderOutcome(provider, ProviderStatus.NOT_CONFIGURED)
+        outcomes.setdefault(provider, ProviderOutcome(provider, ProviderStatus.NOT_CONFIGURED))
 
-    answered = [o for o in outcomes.values() if o.answered]
-    if not answered:
-        if not clients:
-            raise NoProviderAvailableError(
-                "No identification provider is configured.", tuple(outcomes.values()), NOT_CONFIGURED_RETRY_AFTER
-            )
-        wait = min(_retry_after(o) for o in outcomes.values() if o.status != ProviderStatus.NOT_CONFIGURED)
-        raise NoProviderAvailableError(
-            "No identification provider could answer; try again later.",
-            tuple(outcomes.values()),
-            max(1, math.ceil(wait)) if math.isfinite(wait) else UNKNOWN_RETRY_AFTER,
-        )
+    answers = [o.answer for o in outcomes.values() if o.answer is not None]
+    if not answers:
+        raise _unavailable(outcomes, any_configured=bool(clients))
     configured = {o.provider: o for o in outcomes.values() if o.status != ProviderStatus.NOT_CONFIGURED}
-    return identification_store(request=request, user=user, outcomes=outcomes, message=_degraded_message(configured))
+    return identification_store(
+        request=request,
+        user=user,
+        outcomes=outcomes,
+        suggestions=suggestions_merge(answers),
+        message=_degraded_message(configured),
+    )
 
 
 def _flush_circuit_events() -> None:
     try:
         circuit_events_flush()
-    except Exception:  # the history is best effort; the transition is already logged
+    except Exception:  # the history is best effort here; the transitions wait for the next flush
         logger.exception("[CIRCUIT] could not store circuit events")
 
 
 @transaction.atomic
 def identification_store(
-    *, request: IdentifyRequest, user, outcomes: dict[Provider, ProviderOutcome], message: str | None
+    *,
+    request: IdentifyRequest,
+    user,
+    outcomes: dict[Provider, ProviderOutcome],
+    suggestions: list[dict],
+    message: str | None,
 ) -> Identification:
-    """Store an answered identification with each provider's outcome and raw payload."""
-    answers = [o.answer for o in outcomes.values() if o.answer is not None]
-    suggestions = suggestions_merge(answers)
+    """Store an answered identification with its merged suggestions and each provider's outcome and payload."""
     plant_id = outcomes[Provider.PLANT_ID].answer
     identification = Identification.objects.create(
         user=user if user is not None and user.is_authenticated else None,
@@ -105,7 +116,7 @@ def identification_store(
     )
     # One INSERT per provider: bulk_create's UNNEST form makes psycopg escape the JSON payloads into text arrays,
     # which costs more than the extra round trip for two rows.
-    identification.stored_results = [
+    for o in outcomes.values():
         ProviderResult.objects.create(
             identification=identification,
             provider=o.provider.value,
@@ -117,6 +128,4 @@ def identification_store(
             error_detail=o.error_detail or "",
             raw_payload=o.answer.raw if o.answer else None,
         )
-        for o in outcomes.values()
-    ]
     return identification

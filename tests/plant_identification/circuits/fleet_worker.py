@@ -18,10 +18,10 @@ django.setup()
 
 from django_redis import get_redis_connection  # noqa: E402
 
-from apps.plant_identification.breakers import breaker_for  # noqa: E402
-from apps.plant_identification.circuit_events import circuit_events_pending  # noqa: E402
+from apps.plant_identification.circuits.breaker import breaker_for  # noqa: E402
+from apps.plant_identification.circuits.events import circuit_events_pending  # noqa: E402
 from apps.plant_identification.exceptions import ProviderCircuitOpenError, ProviderUnavailableError  # noqa: E402
-from apps.plant_identification.types import Provider  # noqa: E402
+from apps.plant_identification.providers import Provider  # noqa: E402
 
 PREFIX = sys.argv[2]
 redis = get_redis_connection("circuits")

@@ -5,13 +5,13 @@ import threading
 
 import pytest
 
-from apps.plant_identification.breakers import ProviderCircuitBreaker, breaker_for
+from apps.plant_identification.circuits.breaker import ProviderCircuitBreaker, breaker_for
 from apps.plant_identification.exceptions import ProviderCircuitOpenError
+from apps.plant_identification.providers import Provider
 from apps.plant_identification.services.bulkhead import BULKHEADS
 from apps.plant_identification.services.fan_out import providers_fan_out
-from apps.plant_identification.types import Provider, ProviderStatus
-from tests.plant_identification.clients.test_plant_id import make_request
-from tests.plant_identification.services.test_plant_identify import FakeClient, answering, hanging
+from apps.plant_identification.types import ProviderStatus
+from tests.factories import FakeClient, answering, hanging, make_request
 
 
 def test_calls_through_one_breaker_are_not_serialized():

@@ -14,8 +14,8 @@ import pytest
 from django.conf import settings
 from django_redis import get_redis_connection
 
-from apps.plant_identification.breakers import breaker_for
-from apps.plant_identification.types import Provider
+from apps.plant_identification.circuits.breaker import breaker_for
+from apps.plant_identification.providers import Provider
 
 ROOT = Path(__file__).resolve().parents[3]
 PROCESSES, THREADS = 8, 4

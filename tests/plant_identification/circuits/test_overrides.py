@@ -3,10 +3,10 @@
 import pytest
 from django.urls import reverse
 
-from apps.plant_identification.breakers import ProviderCircuitBreaker, breaker_for
+from apps.plant_identification.circuits.breaker import ProviderCircuitBreaker, breaker_for
 from apps.plant_identification.exceptions import ProviderCircuitOpenError, ProviderUnavailableError
 from apps.plant_identification.models import CircuitEvent, CircuitOverride
-from apps.plant_identification.types import Provider
+from apps.plant_identification.providers import Provider
 
 pytestmark = pytest.mark.django_db
 

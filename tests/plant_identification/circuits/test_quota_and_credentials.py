@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 import pytest
 from django.urls import reverse
 
-from apps.plant_identification.breakers import breaker_for
+from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.clients.base import seconds_until_period_end
-from apps.plant_identification.types import Provider
-from tests.conftest import PLANT_ID_URL, PLANTNET_URL, fixture_json, fixture_text, jpeg_bytes
+from apps.plant_identification.providers import Provider
+from tests.factories import PLANT_ID_URL, PLANTNET_URL, fixture_json, fixture_text, jpeg_bytes
 
 pytestmark = pytest.mark.django_db
 IDENTIFY = reverse("plant_identification:identify")
@@ -22,12 +22,6 @@ def identify(client, color=(40, 120, 40)):
     upload = io.BytesIO(jpeg_bytes(color))
     upload.name = "leaf.jpg"
     return client.post(IDENTIFY, {"images": [upload]}, format="multipart")
-
-
-@pytest.fixture
-def plant_id_ok(mocked_responses):
-    mocked_responses.post(PLANT_ID_URL, json=fixture_json("plant_id_identification_ok.json"), status=201)
-    return mocked_responses
 
 
 def plantnet_calls(mocked):

@@ -6,11 +6,11 @@ import time
 
 import pytest
 
-from apps.plant_identification.breakers import ProviderCircuitBreaker
+from apps.plant_identification.circuits.breaker import ProviderCircuitBreaker
 from apps.plant_identification.circuits.store import REDIS_RETRY_SECONDS
 from apps.plant_identification.exceptions import ProviderCircuitOpenError, ProviderUnavailableError
-from apps.plant_identification.types import Provider
-from tests.conftest import FakeClock, point_circuits_at
+from apps.plant_identification.providers import Provider
+from tests.factories import FakeClock, point_circuits_at
 from tests.redis_servers import HungRedis, PrivateRedis
 
 

@@ -9,8 +9,9 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from apps.plant_identification.circuits import rules
 from apps.plant_identification.circuits.rules import CircuitConfig, CircuitRecord
+from apps.plant_identification.circuits.states import OpenReason
 from apps.plant_identification.circuits.store import CircuitStore
-from tests.conftest import FakeClock
+from tests.factories import FakeClock
 
 CONFIG = CircuitConfig(fail_max=2, reset_timeout=10.0, success_threshold=2, half_open_max_calls=2, trial_lease=4.0)
 
@@ -82,7 +83,7 @@ class RulesAdapter:
         rules.failure(self.record, CONFIG, self.clock(), lease, trial)
 
     def hold_open(self, seconds):
-        rules.hold_open(self.record, self.clock(), seconds, rules.QUOTA)
+        rules.hold_open(self.record, self.clock(), seconds, OpenReason.QUOTA)
 
     def force_close(self, pin):
         rules.force_close(self.record, self.clock(), pin)
@@ -107,7 +108,7 @@ class RedisAdapter:
         self.store.failure(CONFIG, lease, trial=trial)
 
     def hold_open(self, seconds):
-        self.store.hold_open(seconds, rules.QUOTA)
+        self.store.hold_open(seconds, OpenReason.QUOTA)
 
     def force_close(self, pin):
         self.store.force_close(pin)

@@ -1,7 +1,6 @@
 """Plant.id v3 client: the request we send and how each answer and error is classified."""
 
 import base64
-import io
 import json
 
 import pytest
@@ -17,16 +16,9 @@ from apps.plant_identification.exceptions import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
-from apps.plant_identification.images import image_normalise
-from apps.plant_identification.types import IdentifyRequest, Organ, Provider, ProviderStatus
-from tests.conftest import PLANT_ID_URL, fixture_json, fixture_text, jpeg_bytes
-
-
-def make_request(**overrides) -> IdentifyRequest:
-    image = image_normalise(io.BytesIO(jpeg_bytes()))
-    fields = {"images": (image,), "organs": (Organ.LEAF,), "include_diseases": True}
-    fields.update(overrides)
-    return IdentifyRequest(**fields)
+from apps.plant_identification.providers import Provider
+from apps.plant_identification.types import ProviderStatus
+from tests.factories import PLANT_ID_URL, fixture_json, fixture_text, make_request
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ from apps.plant_identification.exceptions import (
     ProviderUnavailableError,
 )
 from apps.plant_identification.types import Organ, ProviderStatus
-from tests.conftest import PLANTNET_URL, fixture_json, fixture_text
-from tests.plant_identification.clients.test_plant_id import make_request
+from tests.factories import PLANTNET_URL, fixture_json, fixture_text, make_request
 
 
 @pytest.fixture

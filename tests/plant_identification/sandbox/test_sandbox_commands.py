@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from apps.plant_identification.sandbox.options import fault_option, latency_option, merge_options
-from tests.conftest import jpeg_bytes
+from tests.factories import jpeg_bytes
 
 ROOT = Path(__file__).resolve().parents[3]
 

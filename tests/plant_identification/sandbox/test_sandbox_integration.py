@@ -7,10 +7,10 @@ import pytest
 import requests
 from django.urls import reverse
 
-from apps.plant_identification.breakers import breaker_for
+from apps.plant_identification.circuits.breaker import breaker_for
+from apps.plant_identification.providers import Provider
 from apps.plant_identification.sandbox.server import sandbox_start
-from apps.plant_identification.types import Provider
-from tests.conftest import jpeg_bytes
+from tests.factories import jpeg_bytes
 
 pytestmark = pytest.mark.django_db
 IDENTIFY = reverse("plant_identification:identify")

@@ -3,8 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from apps.plant_identification.breakers import breaker_for
-from apps.plant_identification.types import Provider
+from apps.plant_identification.circuits.breaker import breaker_for
+from apps.plant_identification.providers import Provider
 
 pytestmark = pytest.mark.django_db
 

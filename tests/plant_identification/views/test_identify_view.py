@@ -8,10 +8,10 @@ import requests
 from django.urls import reverse
 from PIL import Image
 
-from apps.plant_identification.breakers import breaker_for
+from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.models import Identification
-from apps.plant_identification.types import Provider
-from tests.conftest import PLANT_ID_URL, PLANTNET_URL, fixture_json, jpeg_bytes
+from apps.plant_identification.providers import Provider
+from tests.factories import PLANT_ID_URL, PLANTNET_URL, fixture_json, jpeg_bytes
 
 pytestmark = pytest.mark.django_db
 IDENTIFY = reverse("plant_identification:identify")

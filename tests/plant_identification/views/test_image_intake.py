@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from apps.plant_identification.models import Identification
-from tests.conftest import PLANT_ID_URL, PLANTNET_URL, fixture_json
+from tests.factories import PLANT_ID_URL, PLANTNET_URL, fixture_json
 from tests.images import animated_webp, encode, heic, jpeg_with_exif, png_bomb, two_tone
 
 pytestmark = pytest.mark.django_db

@@ -6,10 +6,11 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from apps.plant_identification.breakers import breaker_for
-from apps.plant_identification.circuit_events import circuit_events_flush
+from apps.plant_identification.circuits.breaker import breaker_for
+from apps.plant_identification.circuits.events import circuit_events_flush
+from apps.plant_identification.circuits.states import OpenReason
 from apps.plant_identification.models import Circuit, CircuitOverride
-from apps.plant_identification.types import Provider
+from apps.plant_identification.providers import Provider
 
 
 def circuit_override(
@@ -27,7 +28,7 @@ def circuit_override(
     breaker = breaker_for(provider)
     before = breaker.snapshot().state
     if action == CircuitOverride.Action.OPEN:
-        breaker.hold_open(math.inf if expires_in is None else expires_in, "forced")
+        breaker.hold_open(math.inf if expires_in is None else expires_in, OpenReason.FORCED)
     elif action == CircuitOverride.Action.CLOSE:
         breaker.pin_closed(expires_in)
     else:

@@ -1,4 +1,4 @@
-"""One module-level circuit breaker per provider: a thin pybreaker subclass whose decisions are atomic.
+"""One module-level circuit breaker per provider: a pybreaker subclass whose decisions are atomic.
 
 pybreaker's own call path reads the state, decides in Python and writes back in several commands while
 holding a process-wide lock around the protected call; across processes that cannot be made atomic
@@ -10,23 +10,21 @@ operation of ``CircuitStore`` (a Redis script, or in-process while Redis is unre
 while the protected call runs.
 """
 
-import math
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import pybreaker
 from django.conf import settings
 
-from apps.plant_identification.circuit_events import CircuitEventListener
 from apps.plant_identification.circuits import rules
+from apps.plant_identification.circuits.events import CircuitEventListener
 from apps.plant_identification.circuits.rules import CircuitConfig
+from apps.plant_identification.circuits.snapshots import CircuitSnapshot, circuit_snapshot
+from apps.plant_identification.circuits.states import CircuitState, OpenReason
 from apps.plant_identification.circuits.store import CircuitStore, Clock
 from apps.plant_identification.exceptions import ProviderCircuitOpenError, ProviderError
-from apps.plant_identification.types import Provider
-
-TRIAL_LEASE_MARGIN = 5.0  # seconds a trial may outlive its provider timeout before its slot is freed
+from apps.plant_identification.providers import Provider, provider_spec
 
 
 class CircuitRejectedError(pybreaker.CircuitBreakerError):
@@ -38,31 +36,13 @@ class CircuitRejectedError(pybreaker.CircuitBreakerError):
         self.reason = reason
 
 
-@dataclass(frozen=True)
-class CircuitSnapshot:
-    """A circuit as it stands now, as /health/ and the admin report it."""
-
-    provider: Provider
-    state: str
-    fail_count: int
-    fail_max: int
-    reset_timeout: float
-    retry_after: int | None
-    reason: str
-
-    @property
-    def callable(self) -> bool:
-        """True when a call could be let through (closed, or a trial is due)."""
-        return self.state != rules.OPEN
-
-
 def _is_not_an_outage(exc: BaseException) -> bool:
     """Provider errors that are not outages (caller faults, quota, credentials) never count."""
     return isinstance(exc, ProviderError) and not exc.counts_as_outage
 
 
 class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
-    """The breaker of one provider; thresholds come from ``<PROVIDER>_CIRCUIT_*`` settings at each call."""
+    """The breaker of one provider; its thresholds come from the provider registry at each call."""
 
     def __init__(self, provider: Provider, *, clock: Clock | None = None) -> None:
         self.provider = provider
@@ -70,29 +50,28 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
         self.store = CircuitStore(provider.value, clock=clock)
 
     # ------------------------------------------------------------------ configuration
-    def _setting(self, suffix: str):
-        return getattr(settings, f"{self.provider.name}_{suffix}")
-
     @property
     def fail_max(self) -> int:
-        return self._setting("CIRCUIT_FAIL_MAX")
+        return provider_spec(self.provider).circuit.fail_max
 
     @property
     def reset_timeout(self) -> float:
-        return self._setting("CIRCUIT_RESET_TIMEOUT")
+        return provider_spec(self.provider).circuit.reset_timeout
 
     @property
     def success_threshold(self) -> int:
-        return self._setting("CIRCUIT_SUCCESS_THRESHOLD")
+        return provider_spec(self.provider).circuit.success_threshold
 
-    def config(self) -> CircuitConfig:
-        """This breaker's thresholds as they are configured now."""
+    def config(self, call_timeout: float | None = None) -> CircuitConfig:
+        """This breaker's thresholds as configured now; a trial's lease covers ``call_timeout`` (default: the
+        provider's configured timeout) plus ``CIRCUIT_TRIAL_LEASE_MARGIN``."""
+        spec = provider_spec(self.provider)
         return CircuitConfig(
-            fail_max=self.fail_max,
-            reset_timeout=self.reset_timeout,
-            success_threshold=self.success_threshold,
+            fail_max=spec.circuit.fail_max,
+            reset_timeout=spec.circuit.reset_timeout,
+            success_threshold=spec.circuit.success_threshold,
             half_open_max_calls=settings.HALF_OPEN_MAX_CALLS,
-            trial_lease=self._setting("TIMEOUT") + TRIAL_LEASE_MARGIN,
+            trial_lease=(spec.timeout if call_timeout is None else call_timeout) + settings.CIRCUIT_TRIAL_LEASE_MARGIN,
         )
 
     @property
@@ -108,7 +87,7 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
     @property
     def current_state(self) -> str:
         if getattr(self, "store", None) is None:  # pybreaker's __init__ asks before the store exists
-            return rules.CLOSED
+            return CircuitState.CLOSED
         return self.store.read().record.state
 
     @property
@@ -125,27 +104,19 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
 
     @state.setter
     def state(self, state_str: str) -> None:
-        {rules.OPEN: self.open, rules.CLOSED: self.close, rules.HALF_OPEN: self.half_open}[state_str]()
+        {CircuitState.OPEN: self.open, CircuitState.CLOSED: self.close, CircuitState.HALF_OPEN: self.half_open}[
+            state_str
+        ]()
 
     def snapshot(self) -> CircuitSnapshot:
         """The circuit now: an open circuit whose reset timeout has elapsed reads ``half-open``."""
         stored = self.store.read()
-        config = self.config()
-        state, wait = rules.snapshot_state(stored.record, config, stored.now)
-        return CircuitSnapshot(
-            provider=self.provider,
-            state=state,
-            fail_count=stored.record.fail,
-            fail_max=config.fail_max,
-            reset_timeout=config.reset_timeout,
-            retry_after=math.ceil(wait) if wait is not None and math.isfinite(wait) else None,
-            reason=stored.record.reason,
-        )
+        return circuit_snapshot(self.provider, stored.record, self.config(), stored.now)
 
     # ------------------------------------------------------------------ transitions (pybreaker's write API)
     def open(self) -> bool:
         """Open now for ``reset_timeout`` seconds."""
-        self._announce(self.store.hold_open(self.reset_timeout, rules.FORCED))
+        self._announce(self.store.hold_open(self.reset_timeout, OpenReason.FORCED))
         return True
 
     def close(self) -> None:
@@ -154,7 +125,7 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
 
     def half_open(self) -> None:
         """Let the next call through as a trial."""
-        self._announce(self.store.hold_open(0.0, rules.FORCED))
+        self._announce(self.store.hold_open(0.0, OpenReason.FORCED))
 
     def hold_open(self, seconds: float, reason: str) -> None:
         """Open for ``seconds`` (``math.inf``: until staff close it), e.g. for a quota or bad credentials."""
@@ -171,9 +142,13 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
             return func(*args, **kwargs)
 
     @contextmanager
-    def calling(self) -> Iterator[None]:
-        """Run the block under the breaker; raise ``CircuitRejectedError`` when it may not run."""
-        config = self.config()
+    def calling(self, *, call_timeout: float | None = None) -> Iterator[None]:
+        """Run the block under the breaker; raise ``CircuitRejectedError`` when it may not run.
+
+        A ``ProviderError`` raised by the block whose failure opened or held the circuit leaves with
+        ``circuit_retry_after`` set: the seconds until the provider may be called again (``inf``: staff).
+        """
+        config = self.config(call_timeout)
         lease = uuid.uuid4().hex
         decision = self.store.admit(config, lease)
         self._announce(decision.transition)
@@ -199,8 +174,12 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
         hold = getattr(exc, "hold_open", None)
         if hold is not None:  # quota or credentials: not an outage, but nothing to call until then
             self._announce(self.store.hold_open(*hold))
+            _note_retry_after(exc, hold[0])
         elif self.is_system_error(exc):
-            self._announce(self.store.failure(config, lease, trial=trial))
+            transition = self.store.failure(config, lease, trial=trial)
+            self._announce(transition)
+            if transition is not None and transition[1] == CircuitState.OPEN:
+                _note_retry_after(exc, config.reset_timeout)
             for listener in self.listeners:
                 listener.failure(self, exc)
         elif trial:
@@ -215,16 +194,21 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
 
     # ------------------------------------------------------------------ the service's entry point
     @contextmanager
-    def protect(self) -> Iterator[None]:
+    def protect(self, *, call_timeout: float | None = None) -> Iterator[None]:
         """Run the block under this breaker unless ``CIRCUIT_BREAKER_ENABLED`` is false."""
         if not settings.CIRCUIT_BREAKER_ENABLED:
             yield
             return
         try:
-            with self.calling():
+            with self.calling(call_timeout=call_timeout):
                 yield
         except CircuitRejectedError as exc:  # raised only on entry: the block never ran
             raise ProviderCircuitOpenError(self.provider.value, retry_after=exc.retry_after, reason=exc.reason) from exc
+
+
+def _note_retry_after(exc: Exception, seconds: float) -> None:
+    if isinstance(exc, ProviderError):
+        exc.circuit_retry_after = seconds
 
 
 BREAKERS: dict[Provider, ProviderCircuitBreaker] = {provider: ProviderCircuitBreaker(provider) for provider in Provider}
@@ -233,3 +217,8 @@ BREAKERS: dict[Provider, ProviderCircuitBreaker] = {provider: ProviderCircuitBre
 def breaker_for(provider: Provider) -> ProviderCircuitBreaker:
     """The process-wide breaker of ``provider``."""
     return BREAKERS[provider]
+
+
+def circuit_snapshot_list() -> list[CircuitSnapshot]:
+    """Every provider's circuit as it stands now."""
+    return [breaker.snapshot() for breaker in BREAKERS.values()]

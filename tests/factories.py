@@ -1,0 +1,103 @@
+"""Test builders shared across modules: recorded provider bodies, images, requests, fake clients, a clock."""
+
+import io
+import json
+import threading
+from pathlib import Path
+
+from PIL import Image
+
+from apps.plant_identification.images import image_normalise
+from apps.plant_identification.providers import Provider
+from apps.plant_identification.types import IdentifyRequest, Organ, ProviderAnswer, Suggestion
+
+FIXTURES = Path(__file__).parent / "fixtures"
+PLANT_ID_URL = "https://plant-id.test/api/v3/identification"
+PLANTNET_URL = "https://plantnet.test/v2/identify/all"
+UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"
+
+
+def fixture_text(name: str) -> str:
+    """A recorded provider body from tests/fixtures."""
+    return (FIXTURES / name).read_text()
+
+
+def fixture_json(name: str):
+    """A recorded provider JSON body from tests/fixtures."""
+    return json.loads(fixture_text(name))
+
+
+def jpeg_bytes(color=(40, 120, 40), size=(320, 240)) -> bytes:
+    """A small real JPEG."""
+    buffer = io.BytesIO()
+    Image.new("RGB", size, color).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def make_request(*, color=(40, 120, 40), **overrides) -> IdentifyRequest:
+    """A validated one-photo identify request (a leaf, with the health assessment); photos differ by colour."""
+    image = image_normalise(io.BytesIO(jpeg_bytes(color)))
+    fields = {"images": (image,), "organs": (Organ.LEAF,), "include_diseases": True}
+    fields.update(overrides)
+    return IdentifyRequest(**fields)
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: float = 1_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeClient:
+    """A provider client for the service: ``identify`` returns what ``behaviour`` returns, or raises."""
+
+    def __init__(self, provider: Provider, behaviour) -> None:
+        self.provider = provider
+        self.behaviour = behaviour
+        self.calls = 0
+
+    def identify(self, request: IdentifyRequest) -> ProviderAnswer:
+        self.calls += 1
+        return self.behaviour()
+
+
+def answering(provider: Provider, name="Monstera deliciosa", score=0.8, *, cached=False):
+    """A behaviour that answers with one suggestion."""
+    return lambda: ProviderAnswer(
+        provider=provider,
+        raw={"name": name},
+        suggestions=(Suggestion(scientific_name=name, score=score),),
+        cached=cached,
+    )
+
+
+def hanging(provider: Provider, release: threading.Event):
+    """A behaviour that blocks until ``release`` is set, then answers."""
+
+    def hang():
+        release.wait(10)
+        return answering(provider)()
+
+    return hang
+
+
+def failing(exc: Exception):
+    """A behaviour that raises ``exc``."""
+
+    def raise_it():
+        raise exc
+
+    return raise_it
+
+
+def point_circuits_at(settings, url: str) -> None:
+    """Make the breaker storage (and the Redis health check) use ``url``, with the production options."""
+    settings.REDIS_URL = url
+    settings.CACHES = {**settings.CACHES, "circuits": {**settings.CACHES["circuits"], "LOCATION": url}}
