@@ -59,9 +59,10 @@ def _counting_send(self, command, check_health=True):
 AbstractConnection.send_packed_command = _counting_send
 
 
-def ours(*, memory: bool = False) -> ProviderCircuitBreaker:
+def ours() -> ProviderCircuitBreaker:
     breaker = ProviderCircuitBreaker(Provider.PLANT_ID)
-    breaker.store.keys = [f"bench:{uuid.uuid4().hex}", f"bench:{uuid.uuid4().hex}:trials"]
+    namespace = f"bench:{uuid.uuid4().hex}"
+    breaker.store.keys = [namespace, f"{namespace}:trials", f"{namespace}:events"]
     breaker.listeners and breaker.remove_listener(breaker.listeners[0])  # measure the breaker, not the log
     return breaker
 

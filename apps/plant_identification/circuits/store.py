@@ -49,6 +49,7 @@ class CircuitStore:
         self.clock = clock  # None: Redis server time when shared, time.time() locally
         self.local = CircuitRecord()
         self._lock = threading.Lock()
+        self._down_client = None  # the Redis connection that failed, while the store rests from it
         self._redis_down_until = 0.0
         self._scripts: dict[str, object] = {}
 
@@ -134,7 +135,7 @@ class CircuitStore:
         """None without Redis; False during an outage; True otherwise."""
         if not settings.REDIS_URL:
             return None
-        return self._redis_down_until == 0.0
+        return self._down_client is None
 
     # ------------------------------------------------------------------ machinery
     def _now(self) -> float:
@@ -156,31 +157,37 @@ class CircuitStore:
                     local.open_until = None
 
     def _shared(self, name: str, *args):
-        """Run script ``name``; None when Redis is not configured, failing, or resting after a failure."""
+        """Run script ``name``; None when Redis is not configured, failing, or resting after a failure.
+
+        The rest applies to the connection that failed: once the settings point the ``circuits`` alias
+        elsewhere (a new connection), the next operation tries it at once.
+        """
         if not settings.REDIS_URL:
             return None
-        if self._redis_down_until and self._now() < self._redis_down_until:
+        from django_redis import get_redis_connection
+
+        client = get_redis_connection("circuits")
+        if client is self._down_client and self._now() < self._redis_down_until:
             return None
         try:
-            result = self._script(name)(keys=self.keys, args=["" if self.clock is None else repr(self.clock()), *args])
+            result = self._script(client, name)(
+                keys=self.keys, args=["" if self.clock is None else repr(self.clock()), *args]
+            )
         except RedisError as exc:
-            if not self._redis_down_until:
+            if self._down_client is None:
                 logger.warning(
                     "[CIRCUIT] %s: Redis unreachable (%s); carrying on from in-process state",
                     self.keys[0],
                     type(exc).__name__,
                 )
-            self._redis_down_until = self._now() + REDIS_RETRY_SECONDS
+            self._down_client, self._redis_down_until = client, self._now() + REDIS_RETRY_SECONDS
             return None
-        if self._redis_down_until:
-            self._redis_down_until = 0.0
+        if self._down_client is not None:
+            self._down_client, self._redis_down_until = None, 0.0
             logger.warning("[CIRCUIT] %s: Redis reachable again; using the shared state", self.keys[0])
         return result
 
-    def _script(self, name: str):
-        from django_redis import get_redis_connection
-
-        client = get_redis_connection("circuits")
+    def _script(self, client, name: str):
         script = self._scripts.get(name)
         if script is None or script.registered_client is not client:
             script = client.register_script(getattr(lua, name))

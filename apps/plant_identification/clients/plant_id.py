@@ -11,7 +11,7 @@ from apps.plant_identification.clients.base import BaseProviderClient, OutboundR
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.types import IdentifyRequest, ProviderAnswer, Suggestion
 
-# Plant and disease detail views share one `details` list (upstream_apis.md A.2).
+# Plant and disease detail views share one `details` query parameter: one list names both.
 DETAILS = (
     "common_names,url,description,taxonomy,synonyms,image,edible_parts,watering,propagation_methods,"
     "best_watering,best_light_condition,best_soil_type,toxicity,gbif_id,"

@@ -1,4 +1,4 @@
-"""Sandbox answers in the providers' real wire formats (``../shared/reference/upstream_apis.md``)."""
+"""Sandbox answers in the providers' real wire formats (Plant.id v3 JSON and plain-text errors, Pl@ntNet v2 JSON)."""
 
 import hashlib
 import time

@@ -34,7 +34,7 @@ CONTROL = f"{SANDBOX_PATH}_control"
 ORGANS = {"leaf", "flower", "fruit", "bark", "auto", "habit", "other"}
 PLANTNET_MAX_BYTES = 50 * 1024 * 1024
 PLANTNET_DAILY_QUOTA = 500
-# Plant.id's plain-text error sentences (upstream_apis.md A.6).
+# Plant.id's plain-text error sentences, as its API sends them.
 PLANT_ID_ERRORS = {
     401: "The specified api key not found.",
     429: "The specified api key does not have sufficient number of available credits.",

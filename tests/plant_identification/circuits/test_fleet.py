@@ -18,6 +18,7 @@ from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.providers import Provider
 
 ROOT = Path(__file__).resolve().parents[3]
+pytestmark = pytest.mark.slow
 PROCESSES, THREADS = 8, 4
 
 

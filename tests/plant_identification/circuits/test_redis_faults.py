@@ -2,7 +2,6 @@
 costs at most one short timeout per retry interval, warns once, and adopts the shared state again."""
 
 import logging
-import time
 
 import pytest
 
@@ -39,17 +38,16 @@ def private_redis(settings):
     server.stop()
 
 
+@pytest.mark.slow
 def test_hung_redis_costs_one_short_timeout_then_nothing_until_the_retry_interval(hung_redis, caplog):
     clock = FakeClock()
     breaker = ProviderCircuitBreaker(Provider.PLANT_ID, clock=clock)
-    started = time.monotonic()
     with caplog.at_level(logging.WARNING):
         results = [fail_once(breaker) for _ in range(breaker.fail_max + 2)]
-    elapsed = time.monotonic() - started
 
     assert results == [ProviderUnavailableError] * breaker.fail_max + [ProviderCircuitOpenError] * 2
-    assert hung_redis.accepted == 1  # one connection attempt for the whole retry interval
-    assert elapsed < 1.0  # one 50 ms socket timeout, not one per call (bench/breaker.py measures it)
+    # One connection attempt (so one 50 ms socket timeout) for the whole retry interval; bench/breaker.py times it.
+    assert hung_redis.accepted == 1
     assert caplog.text.count("Redis unreachable") == 1
     assert breaker.store.redis_ok is False
 
@@ -66,6 +64,7 @@ def test_redis_refused_still_trips_after_fail_max(redis_unreachable):
     assert breaker.snapshot().state == "open"
 
 
+@pytest.mark.slow
 def test_redis_stopped_mid_run_and_back_adopts_the_shared_open_circuit(private_redis, caplog):
     clock = FakeClock()
     breaker = ProviderCircuitBreaker(Provider.PLANT_ID, clock=clock)
@@ -85,6 +84,7 @@ def test_redis_stopped_mid_run_and_back_adopts_the_shared_open_circuit(private_r
     assert breaker.store.redis_ok is True
 
 
+@pytest.mark.slow
 def test_an_outage_alone_opens_locally_and_recovery_adopts_the_shared_state(private_redis):
     clock = FakeClock()
     breaker = ProviderCircuitBreaker(Provider.PLANT_ID, clock=clock)

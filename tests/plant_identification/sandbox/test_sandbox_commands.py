@@ -52,6 +52,7 @@ def test_options_parse_into_a_fault_plan():
     }
 
 
+@pytest.mark.slow
 def test_provider_sandbox_command_serves_with_its_flags():
     port = free_port()
     process = subprocess.Popen(  # noqa: S603
@@ -83,6 +84,7 @@ def test_provider_sandbox_command_serves_with_its_flags():
         process.wait(10)
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_devserver_without_keys_identifies_through_the_sandbox(tmp_path):
     """The README's run command on a machine with no keys: a newcomer can identify a photo."""

@@ -12,7 +12,7 @@ from apps.plant_identification.providers import Provider
 from apps.plant_identification.sandbox.server import sandbox_start
 from tests.factories import jpeg_bytes
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 IDENTIFY = reverse("plant_identification:identify")
 GREEN = (40, 160, 40)
 
@@ -103,10 +103,12 @@ def test_every_fault_kind_has_its_outcome(api_client, faults, provider, fault, s
         assert breaker_for(Provider(provider)).snapshot().reason == "quota"
 
 
-def test_latency_is_injected(api_client, faults):
-    faults(plantnet={"latency": {"fixed": 150}})
-    body = identify(api_client).json()
-    assert body["providers"]["plantnet"]["latency_ms"] >= 150
+def test_latency_is_injected(sandbox, api_client, faults):
+    plan = faults(plantnet={"latency": {"fixed": 150}})
+    assert plan["plantnet"]["latency"] == {"fixed": 150}
+    assert sandbox.state.faults.draw("plantnet") == (None, 0.15)  # no fault, and the seconds the handler sleeps
+    plantnet = identify(api_client).json()["providers"]["plantnet"]
+    assert (plantnet["status"], plantnet["cached"]) == ("ok", False)  # answered by the slowed sandbox, not the cache
 
 
 def test_faults_change_at_run_time_and_bad_plans_are_refused(sandbox, faults):

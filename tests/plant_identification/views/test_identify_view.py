@@ -50,11 +50,11 @@ def test_both_providers_answer_merged_and_stored(api_client, plant_id_ok, plantn
     assert "Swiss cheese plant" in top["common_names"]
     assert body["health"]["diseases"][0]["local_name"] == "Root rot"
     assert body["providers"]["plant_id"]["status"] == "ok"
-    assert body["providers"]["plantnet"] == {
-        "status": "ok",
-        "latency_ms": body["providers"]["plantnet"]["latency_ms"],
-        "cached": False,
-    }
+    plantnet = dict(body["providers"]["plantnet"])
+    latency_ms = plantnet.pop("latency_ms")
+    assert type(latency_ms) is int
+    assert latency_ms >= 0
+    assert plantnet == {"status": "ok", "cached": False}
     stored = Identification.objects.get(pk=body["id"])
     assert stored.user == user
     assert len(plant_id_ok.calls) == 2  # one call per provider, health included in Plant.id's
@@ -155,7 +155,8 @@ def test_anonymous_identifications_are_readable_by_id(anonymous_client, plant_id
 
 def test_anonymous_is_refused_by_default(anonymous_client, mocked_responses):
     response = post(anonymous_client)
-    assert response.status_code in (401, 403)
+    assert response.status_code == 401  # TokenAuthentication comes first, so DRF challenges rather than forbids
+    assert "WWW-Authenticate" in response
     assert "detail" in response.json()
     assert len(mocked_responses.calls) == 0
 

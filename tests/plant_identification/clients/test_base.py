@@ -1,0 +1,211 @@
+"""The base client's mechanics, once, through a minimal provider: cache, sessions, errors, secrets, leases."""
+
+import threading
+
+import pytest
+import requests
+
+from apps.plant_identification.circuits.breaker import breaker_for
+from apps.plant_identification.clients.base import DEFAULT_QUOTA_WAIT, BaseProviderClient, OutboundRequest
+from apps.plant_identification.exceptions import (
+    ProviderAuthError,
+    ProviderCircuitOpenError,
+    ProviderRateLimitedError,
+    ProviderRejectedRequestError,
+    ProviderResponseError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
+from apps.plant_identification.providers import Provider
+from apps.plant_identification.types import ProviderAnswer, Suggestion
+from tests.factories import make_request
+
+BASE_URL = "https://minimal.test/v1"
+URL = f"{BASE_URL}/identify"
+KEY = "sekrit-minimal-key"
+
+
+class MinimalClient(BaseProviderClient):
+    """The smallest provider: the key in the query, the photos as multipart, ``[name, score]`` pairs back."""
+
+    provider = Provider.PLANT_ID  # borrows Plant.id's breaker and cache TTL
+    secret_params = frozenset({"key"})
+
+    def build_request(self, request):
+        photos = [("images", ("photo.jpg", image.data_for(self.provider), "image/jpeg")) for image in request.images]
+        return OutboundRequest("POST", "/identify", params={"key": self.api_key}, files=photos)
+
+    def parse_response(self, payload):
+        names = tuple(Suggestion(scientific_name=name, score=score) for name, score in payload["names"])
+        return ProviderAnswer(provider=self.provider, suggestions=names, raw=payload)
+
+
+@pytest.fixture
+def client():
+    return MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=5)
+
+
+OK_BODY = {"names": [["Monstera deliciosa", 0.9]]}
+
+
+def test_an_answer_is_parsed_and_the_key_travels_only_in_the_query(client, mocked_responses):
+    mocked_responses.post(URL, json=OK_BODY)
+    answer = client.identify(make_request())
+
+    assert [(s.scientific_name, s.score) for s in answer.suggestions] == [("Monstera deliciosa", 0.9)]
+    assert answer.cached is False
+    assert f"key={KEY}" in mocked_responses.calls[0].request.url
+
+
+def test_the_same_request_is_answered_from_the_cache(client, mocked_responses):
+    mocked_responses.post(URL, json=OK_BODY)
+    first = client.identify(make_request())
+    second = client.identify(make_request())
+    other_photo = client.identify(make_request(color=(200, 30, 30)))
+
+    assert len(mocked_responses.calls) == 2  # the first photo once, the other photo once
+    assert (first.cached, second.cached, other_photo.cached) == (False, True, False)
+    assert second.suggestions == first.suggestions
+
+
+def test_the_cache_key_ignores_secrets(mocked_responses):
+    """A rotated key keeps the cached answers: the secret is not part of what names the answer."""
+    mocked_responses.post(URL, json=OK_BODY)
+    MinimalClient(api_key="old-key", base_url=BASE_URL, timeout=5).identify(make_request())
+    answer = MinimalClient(api_key="new-key", base_url=BASE_URL, timeout=5).identify(make_request())
+
+    assert answer.cached is True
+    assert len(mocked_responses.calls) == 1
+
+
+def test_failures_are_not_cached(client, mocked_responses):
+    mocked_responses.post(URL, status=503, body="busy")
+    for _ in range(2):
+        with pytest.raises(ProviderUnavailableError):
+            client.identify(make_request())
+    assert len(mocked_responses.calls) == 2
+
+
+def test_each_thread_has_its_own_session_kept_across_calls(client):
+    sessions = []
+    thread = threading.Thread(target=lambda: sessions.append(client.session))
+    thread.start()
+    thread.join()
+
+    assert client.session is client.session
+    assert sessions[0] is not client.session
+
+
+@pytest.mark.parametrize("exc", [requests.ReadTimeout("read timed out"), requests.ConnectTimeout("connect")])
+def test_timeouts(client, mocked_responses, exc):
+    mocked_responses.post(URL, body=exc)
+    with pytest.raises(ProviderTimeoutError, match="no answer within 5s"):
+        client.identify(make_request())
+
+
+def test_a_refused_connection_is_unavailable_and_its_message_never_carries_the_key(client, mocked_responses):
+    # requests' own messages carry the URL, and with it a key sent in the query.
+    mocked_responses.post(URL, body=requests.ConnectionError(f"Max retries exceeded with url: /v1/identify?key={KEY}"))
+    with pytest.raises(ProviderUnavailableError) as caught:
+        client.identify(make_request())
+    assert KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "error"),
+    [
+        (400, "bad image", ProviderRejectedRequestError),
+        (404, "no such path", ProviderRejectedRequestError),
+        (413, "too large", ProviderRejectedRequestError),
+        (415, "unsupported", ProviderRejectedRequestError),
+        (401, f"key {KEY} not found", ProviderAuthError),
+        (403, "forbidden", ProviderAuthError),
+        (500, "Internal Server Error", ProviderUnavailableError),
+        (502, "<html><body>502 Bad Gateway</body></html>", ProviderUnavailableError),
+        (503, "busy", ProviderUnavailableError),
+    ],
+)
+def test_error_statuses_are_classified_without_the_key(client, mocked_responses, status, body, error):
+    mocked_responses.post(URL, body=body, status=status)
+    with pytest.raises(error) as caught:
+        client.identify(make_request())
+    assert caught.value.status_code == status
+    assert KEY not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("headers", "wait"),
+    [
+        ({"Retry-After": "120"}, 120),
+        ({"RateLimit": '"dailyQuota";r=0;t=3600'}, 3600),
+        ({"Retry-After": "120", "RateLimit": '"dailyQuota";r=0;t=3600'}, 120),
+        ({}, DEFAULT_QUOTA_WAIT),  # nothing says when: a default wait (providers refine it with a hook)
+    ],
+)
+def test_a_429_says_when_the_quota_returns(client, mocked_responses, headers, wait):
+    mocked_responses.post(URL, body="quota", status=429, headers=headers)
+    with pytest.raises(ProviderRateLimitedError) as caught:
+        client.identify(make_request())
+    assert caught.value.retry_after == wait
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<html>gateway</html>",
+        "[]",
+        '{"names": [["Monstera deliciosa", NaN]]}',
+        '{"names": [["Monstera deliciosa", 1e400]]}',
+        '{"names": [["Mon\\u0000stera", 0.5]]}',
+        '{"names": [[null, 0.5]]}',
+    ],
+)
+def test_a_malformed_success_body_is_a_response_error(client, mocked_responses, body):
+    mocked_responses.post(URL, body=body, status=200)
+    with pytest.raises(ProviderResponseError):
+        client.identify(make_request())
+
+
+def test_a_failure_that_opens_the_circuit_says_when_to_retry(client, mocked_responses):
+    mocked_responses.post(URL, status=503, body="busy")
+    breaker = breaker_for(client.provider)
+    errors = []
+    for index in range(breaker.fail_max):
+        with pytest.raises(ProviderUnavailableError) as caught:
+            client.identify(make_request(color=(10 * index, 120, 40)))
+        errors.append(caught.value.circuit_retry_after)
+
+    assert errors == [None] * (breaker.fail_max - 1) + [breaker.reset_timeout]
+
+
+def test_a_half_open_trial_holds_its_slot_for_the_clients_own_timeout(settings, mocked_responses, clock):
+    """The lease is the calling client's timeout plus the margin, not the provider's configured timeout."""
+    settings.PLANT_ID_TIMEOUT = 600  # the configured timeout: a lease sized from it would outlast the test
+    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=2)
+    breaker = breaker_for(client.provider)
+    breaker.open()
+    clock.advance(breaker.reset_timeout)
+    entered, release = threading.Event(), threading.Event()
+
+    def hang(_request):
+        entered.set()
+        release.wait(5)
+        return 503, {}, "busy"
+
+    def trial_call():
+        with pytest.raises(ProviderUnavailableError):
+            client.identify(make_request())
+
+    mocked_responses.add_callback("POST", URL, callback=hang)
+    trial = threading.Thread(target=trial_call)
+    trial.start()
+    try:
+        assert entered.wait(5)
+        with pytest.raises(ProviderCircuitOpenError):  # the trial holds the only slot
+            client.identify(make_request(color=(1, 2, 3)))
+        clock.advance(2 + settings.CIRCUIT_TRIAL_LEASE_MARGIN)
+        mocked_responses.replace("POST", URL, json=OK_BODY)
+        assert client.identify(make_request(color=(4, 5, 6))).suggestions  # the lease ran out: a new trial
+    finally:
+        release.set()
+        trial.join()
