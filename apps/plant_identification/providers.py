@@ -7,11 +7,14 @@ and nothing else reads a per-provider setting. Adding a provider means one ``Pro
 ``provider_registry()``, its variables in ``backend/settings.py`` and one client module.
 """
 
+import functools
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.utils.module_loading import import_string
 
 if TYPE_CHECKING:
@@ -69,8 +72,13 @@ class ProviderSpec:
         )
 
 
+@functools.cache
 def provider_registry() -> dict[Provider, ProviderSpec]:
-    """Every provider, in ``Provider`` order, from the settings as they are now (tests may override them)."""
+    """Every provider, in ``Provider`` order, from the settings as they are now.
+
+    Built once and rebuilt whenever a setting changes (``override_settings``, pytest-django's ``settings``),
+    since the request path reads it many times per call. Treat the result as read-only.
+    """
     return {
         Provider.PLANT_ID: ProviderSpec(
             provider=Provider.PLANT_ID,
@@ -110,6 +118,11 @@ def provider_registry() -> dict[Provider, ProviderSpec]:
             client_options={"project": settings.PLANTNET_PROJECT},
         ),
     }
+
+
+@receiver(setting_changed)
+def _settings_changed(**_kwargs) -> None:
+    provider_registry.cache_clear()
 
 
 def provider_spec(provider: Provider) -> ProviderSpec:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 IDENTIFY = reverse("plant_identification:identify")
 
 
-def upload(name="leaf.jpg", data=None, content_type="image/jpeg"):
+def upload(name="leaf.jpg", data=None):
     file = io.BytesIO(jpeg_bytes() if data is None else data)
     file.name = name
     return file

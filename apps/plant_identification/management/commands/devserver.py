@@ -5,6 +5,7 @@ import os
 from django.conf import settings
 from django.core.management.commands.runserver import Command as RunserverCommand
 
+from apps.plant_identification.providers import provider_registry
 from apps.plant_identification.sandbox import SANDBOX_KEY
 from apps.plant_identification.sandbox.server import sandbox_start
 
@@ -36,6 +37,7 @@ class Command(RunserverCommand):
             os.environ.update(sandbox)  # the autoreloader's child process inherits these
             for name, value in sandbox.items():
                 setattr(settings, name, value)
+            provider_registry.cache_clear()  # plain setattr sends no setting_changed
             self.stdout.write(self.style.WARNING(BANNER.format(url=server.base_url)))
         options.pop("sandbox_port")
         super().handle(*args, **options)
