@@ -169,6 +169,12 @@ class CircuitAdmin(ViewOnlyMixin, admin.ModelAdmin):
         return super().change_view(request, object_id, form_url, extra_context)
 
 
+HISTORY_NOTE = (
+    "A transition made while Redis was unreachable waits in its worker's memory and is missing here if that "
+    "worker stopped before its next identification; its [CIRCUIT] log line always remains."
+)
+
+
 def _flush_events() -> None:
     """Store the transitions still waiting in Redis (or this process) so the history shown is complete."""
     circuit_events_flush()
@@ -176,16 +182,15 @@ def _flush_events() -> None:
 
 @admin.register(CircuitEvent)
 class CircuitEventAdmin(ViewOnlyMixin, admin.ModelAdmin):
-    """Every circuit transition. Made while Redis was unreachable, a transition waits in its worker's memory
-    and is lost if that worker exits before its next identification; the [CIRCUIT] log line always remains."""
-
-    def changelist_view(self, request, extra_context=None):
-        _flush_events()
-        return super().changelist_view(request, extra_context)
+    """Every circuit transition, with a note on the ones the history may miss."""
 
     list_display = ["created_at", "circuit", "from_state", "to_state", "fail_count", "reason", "worker"]
     list_filter = ["circuit", "to_state"]
     date_hierarchy = "created_at"
+
+    def changelist_view(self, request, extra_context=None):
+        _flush_events()
+        return super().changelist_view(request, {"subtitle": HISTORY_NOTE, **(extra_context or {})})
 
 
 @admin.register(CircuitOverride)

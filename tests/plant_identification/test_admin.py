@@ -58,4 +58,13 @@ def test_circuit_admin_shows_live_state_and_history(admin_client, clock):
     ).content.decode()
     assert "closed" in detail
     assert "open" in detail
-    assert admin_client.get(reverse("admin:plant_identification_circuitevent_changelist")).status_code == 200
+    events = admin_client.get(reverse("admin:plant_identification_circuitevent_changelist")).content.decode()
+    assert "closed" in events
+    assert "waits in its worker&#x27;s memory" in events  # what the history may miss
+
+
+def test_the_circuit_pages_store_transitions_still_waiting_in_redis(admin_client):
+    breaker_for(Provider.PLANT_ID).open()  # not flushed: the admin page does it
+    page = admin_client.get(reverse("admin:plant_identification_circuitevent_changelist")).content.decode()
+    assert "plant_id" in page
+    assert "forced" in page

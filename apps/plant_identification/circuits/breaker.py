@@ -2,12 +2,12 @@
 
 pybreaker's own call path reads the state, decides in Python and writes back in several commands while
 holding a process-wide lock around the protected call; across processes that cannot be made atomic
-through its storage interface. This subclass keeps pybreaker's interface and semantics (consecutive
-failures up to ``fail_max`` open the circuit, ``reset_timeout`` later one trial is let through,
-``success_threshold`` trial successes close it, excluded errors never count, listeners hear every
-transition, a rejected call raises ``CircuitBreakerError``) and makes each decision in one atomic
-operation of ``CircuitStore`` (a Redis script, or in-process while Redis is unreachable), holding no lock
-while the protected call runs.
+through its storage interface. This subclass keeps pybreaker's state machine (consecutive failures up
+to ``fail_max`` open the circuit, ``reset_timeout`` later one trial is let through, ``success_threshold``
+trial successes close it, excluded errors never count, listeners hear transitions, a rejected call raises
+a ``CircuitBreakerError``) and its read and write methods, but not every detail of stock pybreaker's
+behaviour. It makes each decision in one atomic operation of ``CircuitStore`` (a Redis script, or
+in-process while Redis is unreachable), holding no lock while the protected call runs.
 """
 
 import uuid
