@@ -176,6 +176,12 @@ class CircuitOverrideOutputSerializer(serializers.Serializer):
     circuit = CircuitSerializer()
 
 
+class LiveOutputSerializer(serializers.Serializer):
+    """The /health/live/ body: the process answers."""
+
+    status = serializers.CharField()
+
+
 def _checks(checks: dict[str, str]) -> dict[str, dict[str, str]]:
     return {name: {"status": status} for name, status in checks.items()}
 

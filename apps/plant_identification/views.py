@@ -16,7 +16,7 @@ from apps.plant_identification.access import CanIdentify, IdentifyThrottle
 from apps.plant_identification.circuits.breaker import breaker_for, circuit_snapshot_list
 from apps.plant_identification.circuits.overrides import circuit_override
 from apps.plant_identification.providers import Provider
-from apps.plant_identification.selectors import health_report, identification_for_user, readiness
+from apps.plant_identification.selectors import PASS, health_report, identification_for_user, readiness
 from apps.plant_identification.serializers import (
     CircuitOverrideInputSerializer,
     CircuitOverrideOutputSerializer,
@@ -24,6 +24,7 @@ from apps.plant_identification.serializers import (
     HealthOutputSerializer,
     IdentificationOutputSerializer,
     IdentifyInputSerializer,
+    LiveOutputSerializer,
     PayloadTooLargeError,
     ReadinessOutputSerializer,
     UnavailableOutputSerializer,
@@ -121,9 +122,9 @@ class HealthView(ProbeView):
 class LiveView(ProbeView):
     """The process is up; checks no dependency."""
 
-    @extend_schema(responses=ReadinessOutputSerializer)
+    @extend_schema(responses=LiveOutputSerializer)
     def get(self, request):
-        return Response({"status": "pass"})
+        return Response(LiveOutputSerializer({"status": PASS}).data)
 
 
 class ReadyView(ProbeView):
