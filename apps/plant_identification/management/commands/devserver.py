@@ -5,7 +5,7 @@ import os
 from django.conf import settings
 from django.core.management.commands.runserver import Command as RunserverCommand
 
-from apps.plant_identification.providers import provider_registry
+from apps.plant_identification.providers import configured_specs, provider_registry
 from apps.plant_identification.sandbox import SANDBOX_KEY
 from apps.plant_identification.sandbox.server import sandbox_start
 
@@ -26,7 +26,7 @@ class Command(RunserverCommand):
         parser.add_argument("--sandbox-port", type=int, default=8001)
 
     def handle(self, *args, **options):
-        if not settings.PLANT_ID_API_KEY and not settings.PLANTNET_API_KEY and not os.environ.get("RUN_MAIN"):
+        if not configured_specs() and not os.environ.get("RUN_MAIN"):
             server = sandbox_start(port=options["sandbox_port"])
             sandbox = {
                 "PLANT_ID_API_KEY": SANDBOX_KEY,
