@@ -87,3 +87,11 @@ def env_provider_url(name: str, default: str, *, allow_sandbox: bool) -> str:
             "(set DJANGO_DEBUG=true, or ALLOW_PROVIDER_SANDBOX=true for a benchmark)"
         )
     return url
+
+
+def env_percent(name: str) -> float | None:
+    """Return a percentage in (0, 100], or None when the variable is unset."""
+    value = env_optional_float(name)
+    if value is not None and value > 100:
+        raise ImproperlyConfigured(f"{name} must be a percentage between 0 and 100, got {value}")
+    return value

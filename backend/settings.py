@@ -16,6 +16,7 @@ from backend.env import (
     env_int,
     env_list,
     env_optional_float,
+    env_percent,
     env_provider_url,
     env_str,
 )
@@ -185,6 +186,10 @@ PLANT_ID_TIMEOUT = env_float("PLANT_ID_TIMEOUT", default=35.0)
 PLANT_ID_CIRCUIT_FAIL_MAX = env_int("PLANT_ID_CIRCUIT_FAIL_MAX", default=3, minimum=1)
 PLANT_ID_CIRCUIT_RESET_TIMEOUT = env_float("PLANT_ID_CIRCUIT_RESET_TIMEOUT", default=60.0)
 PLANT_ID_CIRCUIT_SUCCESS_THRESHOLD = env_int("PLANT_ID_CIRCUIT_SUCCESS_THRESHOLD", default=2, minimum=1)
+# Set (percent) to open on a failure rate over the last WINDOW calls (at least MIN_CALLS) instead of FAIL_MAX.
+PLANT_ID_CIRCUIT_FAILURE_RATE = env_percent("PLANT_ID_CIRCUIT_FAILURE_RATE")
+PLANT_ID_CIRCUIT_WINDOW = env_int("PLANT_ID_CIRCUIT_WINDOW", default=20, minimum=1)
+PLANT_ID_CIRCUIT_MIN_CALLS = env_int("PLANT_ID_CIRCUIT_MIN_CALLS", default=10, minimum=1)
 PLANT_ID_CACHE_TTL = env_int("PLANT_ID_CACHE_TTL", default=86400)
 
 PLANTNET_API_KEY = env_str("PLANTNET_API_KEY")
@@ -196,6 +201,9 @@ PLANTNET_TIMEOUT = env_float("PLANTNET_TIMEOUT", default=20.0)
 PLANTNET_CIRCUIT_FAIL_MAX = env_int("PLANTNET_CIRCUIT_FAIL_MAX", default=5, minimum=1)
 PLANTNET_CIRCUIT_RESET_TIMEOUT = env_float("PLANTNET_CIRCUIT_RESET_TIMEOUT", default=30.0)
 PLANTNET_CIRCUIT_SUCCESS_THRESHOLD = env_int("PLANTNET_CIRCUIT_SUCCESS_THRESHOLD", default=2, minimum=1)
+PLANTNET_CIRCUIT_FAILURE_RATE = env_percent("PLANTNET_CIRCUIT_FAILURE_RATE")
+PLANTNET_CIRCUIT_WINDOW = env_int("PLANTNET_CIRCUIT_WINDOW", default=20, minimum=1)
+PLANTNET_CIRCUIT_MIN_CALLS = env_int("PLANTNET_CIRCUIT_MIN_CALLS", default=10, minimum=1)
 PLANTNET_CACHE_TTL = env_int("PLANTNET_CACHE_TTL", default=86400)
 
 HALF_OPEN_MAX_CALLS = env_int("HALF_OPEN_MAX_CALLS", default=1, minimum=1)

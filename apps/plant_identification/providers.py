@@ -30,11 +30,15 @@ class Provider(StrEnum):
 
 @dataclass(frozen=True)
 class CircuitThresholds:
-    """When a provider's circuit opens and closes (consecutive failures, seconds open, trial successes)."""
+    """When a provider's circuit opens and closes: consecutive failures (or a failure rate over a window of
+    calls, when ``failure_rate`` is set), seconds open, trial successes."""
 
     fail_max: int
     reset_timeout: float
     success_threshold: int
+    failure_rate: float | None = None  # percent
+    window: int = 100
+    min_calls: int = 10
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,9 @@ def provider_registry() -> dict[Provider, ProviderSpec]:
                 fail_max=settings.PLANT_ID_CIRCUIT_FAIL_MAX,
                 reset_timeout=settings.PLANT_ID_CIRCUIT_RESET_TIMEOUT,
                 success_threshold=settings.PLANT_ID_CIRCUIT_SUCCESS_THRESHOLD,
+                failure_rate=settings.PLANT_ID_CIRCUIT_FAILURE_RATE,
+                window=settings.PLANT_ID_CIRCUIT_WINDOW,
+                min_calls=settings.PLANT_ID_CIRCUIT_MIN_CALLS,
             ),
             cache_ttl=settings.PLANT_ID_CACHE_TTL,
             max_concurrent_calls=settings.PLANT_ID_MAX_CONCURRENT_CALLS,
@@ -109,6 +116,9 @@ def provider_registry() -> dict[Provider, ProviderSpec]:
                 fail_max=settings.PLANTNET_CIRCUIT_FAIL_MAX,
                 reset_timeout=settings.PLANTNET_CIRCUIT_RESET_TIMEOUT,
                 success_threshold=settings.PLANTNET_CIRCUIT_SUCCESS_THRESHOLD,
+                failure_rate=settings.PLANTNET_CIRCUIT_FAILURE_RATE,
+                window=settings.PLANTNET_CIRCUIT_WINDOW,
+                min_calls=settings.PLANTNET_CIRCUIT_MIN_CALLS,
             ),
             cache_ttl=settings.PLANTNET_CACHE_TTL,
             max_concurrent_calls=settings.PLANTNET_MAX_CONCURRENT_CALLS,

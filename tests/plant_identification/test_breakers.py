@@ -181,3 +181,49 @@ def test_open_circuit_survives_redis_outage_locally(redis_unreachable):
         with pytest.raises(ProviderUnavailableError), breaker.protect():
             raise ProviderUnavailableError("plantnet", "down")
     assert breaker.current_state == "open"
+
+
+@pytest.fixture
+def failure_rate_rule(settings):
+    """Plant.id's circuit opens at 50 % failures over the last 10 calls, once 6 are in."""
+    settings.PLANT_ID_CIRCUIT_FAILURE_RATE = 50
+    settings.PLANT_ID_CIRCUIT_WINDOW = 10
+    settings.PLANT_ID_CIRCUIT_MIN_CALLS = 6
+    return breaker_for(Provider.PLANT_ID)
+
+
+def outcomes_through(breaker, pattern: str) -> None:
+    """Run one call per character: ``x`` fails like a 5xx, ``.`` succeeds."""
+    for outcome in pattern:
+        try:
+            with breaker.protect():
+                if outcome == "x":
+                    raise ProviderUnavailableError("plant_id", "HTTP 503")
+        except (ProviderUnavailableError, ProviderCircuitOpenError):
+            pass
+
+
+def test_with_a_failure_rate_bursts_of_failures_do_not_open_a_mostly_healthy_circuit(failure_rate_rule):
+    outcomes_through(failure_rate_rule, "....xxx.......xxx......")  # 3 in a row (fail_max) twice, 26 % overall
+    assert failure_rate_rule.current_state == "closed"
+
+
+def test_with_a_failure_rate_the_circuit_opens_at_the_rate_once_enough_calls_are_in(failure_rate_rule):
+    outcomes_through(failure_rate_rule, "xxxxx")  # 5 failures, but fewer than 6 calls
+    assert failure_rate_rule.current_state == "closed"
+    outcomes_through(failure_rate_rule, "x")
+    assert failure_rate_rule.current_state == "open"
+    assert failure_rate_rule.snapshot().reason == "failures"
+
+
+def test_the_failure_rate_is_over_the_last_window_of_calls(failure_rate_rule):
+    outcomes_through(failure_rate_rule, "xxxx" + "." * 10)  # the early failures have left the window
+    outcomes_through(failure_rate_rule, "xxxx")  # 4 of the last 10
+    assert failure_rate_rule.current_state == "closed"
+    outcomes_through(failure_rate_rule, "x")  # 5 of the last 10: 50 %
+    assert failure_rate_rule.current_state == "open"
+
+
+def test_the_failure_rate_also_holds_without_redis(failure_rate_rule, redis_unreachable):
+    outcomes_through(failure_rate_rule, "..xxxx")
+    assert failure_rate_rule.current_state == "open"

@@ -72,6 +72,9 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
             success_threshold=spec.circuit.success_threshold,
             half_open_max_calls=settings.HALF_OPEN_MAX_CALLS,
             trial_lease=(spec.timeout if call_timeout is None else call_timeout) + settings.CIRCUIT_TRIAL_LEASE_MARGIN,
+            failure_rate=spec.circuit.failure_rate,
+            window=spec.circuit.window,
+            min_calls=spec.circuit.min_calls,
         )
 
     @property
@@ -165,7 +168,8 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
                 self.store.release(lease)
             raise
         else:
-            if trial or decision.fail:  # a success in a closed circuit with no failures writes nothing
+            # A success in a closed circuit with no failures writes nothing, unless the failure rate is measured.
+            if trial or decision.fail or config.windowed:
                 self._announce(self.store.success(config, lease, trial=trial))
             for listener in self.listeners:
                 listener.success(self)

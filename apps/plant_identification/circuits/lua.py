@@ -1,7 +1,8 @@
 """Redis scripts: each breaker operation as one atomic round trip, the shared twin of ``rules.py``.
 
 KEYS[1] is the circuit hash, KEYS[2] the sorted set of half-open trial leases (member: lease id, score:
-expiry; the set itself expires with its newest lease), KEYS[3] the list of transitions not yet stored.
+expiry; the set itself expires with its newest lease), KEYS[3] the list of transitions not yet stored, KEYS[4]
+the failure-rate window (a list of '1' failure / '0' success, oldest first; the hash's ``wfail`` counts its 1s).
 ARGV[1] is "now" in seconds, or empty to take it from the Redis server clock (``TIME``), so every host
 agrees on time with sub-second precision. State and reason names come from ``states.py``, substituted
 into the prelude's Lua constants.
@@ -31,13 +32,27 @@ local function open(now, until_, reason)
   redis.call('HSET', KEYS[1], 'state', OPEN, 'opened_at', fmt(now), 'reason', reason, 'succ', 0)
   if until_ then redis.call('HSET', KEYS[1], 'open_until', fmt(until_))
   else redis.call('HDEL', KEYS[1], 'open_until') end
-  redis.call('HDEL', KEYS[1], 'pinned_until')
-  redis.call('DEL', KEYS[2])
+  redis.call('HDEL', KEYS[1], 'pinned_until', 'wfail')
+  redis.call('DEL', KEYS[2], KEYS[4])
 end
 local function close()
   redis.call('HSET', KEYS[1], 'state', CLOSED, 'fail', 0, 'succ', 0, 'reason', '')
-  redis.call('HDEL', KEYS[1], 'opened_at', 'open_until')
-  redis.call('DEL', KEYS[2])
+  redis.call('HDEL', KEYS[1], 'opened_at', 'open_until', 'wfail')
+  redis.call('DEL', KEYS[2], KEYS[4])
+end
+local function pinned(now)
+  local until_ = num(redis.call('HGET', KEYS[1], 'pinned_until'))
+  return until_ ~= nil and now < until_
+end
+local function record_outcome(failed, size)  -- returns the window's failures and calls
+  redis.call('RPUSH', KEYS[4], failed)
+  local wfail = redis.call('HINCRBY', KEYS[1], 'wfail', failed)
+  local calls = redis.call('LLEN', KEYS[4])
+  while calls > size do
+    if redis.call('LPOP', KEYS[4]) == '1' then wfail = redis.call('HINCRBY', KEYS[1], 'wfail', -1) end
+    calls = calls - 1
+  end
+  return wfail, calls
 end
 local now = clock(ARGV[1])
 """).substitute(
@@ -80,13 +95,16 @@ return {'admit', CLOSED, fail, '', '', ''}
 """
 )
 
-# ARGV: now, success_threshold, lease_id, trial (1/0)
+# ARGV: now, success_threshold, lease_id, trial (1/0), window size ('' when the consecutive rule applies)
 SUCCESS = (
     PRELUDE
     + """
 local state = redis.call('HGET', KEYS[1], 'state') or CLOSED
 if ARGV[4] ~= '1' then
-  if state == CLOSED then redis.call('HSET', KEYS[1], 'fail', 0) end
+  if state == CLOSED then
+    redis.call('HSET', KEYS[1], 'fail', 0)
+    if ARGV[5] ~= '' and not pinned(now) then record_outcome(0, tonumber(ARGV[5])) end
+  end
   return ''
 end
 if redis.call('ZREM', KEYS[2], ARGV[3]) == 0 or state ~= HALF_OPEN then return '' end
@@ -98,23 +116,30 @@ return ''
 """
 )
 
-# ARGV: now, fail_max, lease_id, trial (1/0). Returns {transition, consecutive failures}.
+# ARGV: now, fail_max, lease_id, trial (1/0), failure rate in percent ('' for the consecutive rule), window
+# size, minimum calls. Returns {transition, consecutive failures}.
 FAILURE = (
     PRELUDE
     + """
-local f = redis.call('HMGET', KEYS[1], 'state', 'pinned_until', 'fail')
+local f = redis.call('HMGET', KEYS[1], 'state', 'fail')
 local state = f[1] or CLOSED
-local fail = tonumber(f[3]) or 0
+local fail = tonumber(f[2]) or 0
 if ARGV[4] == '1' then
   if redis.call('ZREM', KEYS[2], ARGV[3]) == 0 or state ~= HALF_OPEN then return {'', fail} end
   open(now, nil, FAILURES)
   return {HALF_OPEN .. '>' .. OPEN, fail}
 end
 if state ~= CLOSED then return {'', fail} end
-local pinned = num(f[2])
-if pinned and now < pinned then return {'', fail} end
+if pinned(now) then return {'', fail} end
 fail = redis.call('HINCRBY', KEYS[1], 'fail', 1)
-if fail >= tonumber(ARGV[2]) then
+local trips
+if ARGV[5] ~= '' then
+  local wfail, calls = record_outcome(1, tonumber(ARGV[6]))
+  trips = calls >= tonumber(ARGV[7]) and wfail * 100 >= tonumber(ARGV[5]) * calls
+else
+  trips = fail >= tonumber(ARGV[2])
+end
+if trips then
   open(now, nil, FAILURES)
   return {CLOSED .. '>' .. OPEN, fail}
 end

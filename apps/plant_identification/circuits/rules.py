@@ -7,7 +7,12 @@ A circuit record holds: ``state`` (closed, open, half-open), ``fail`` (consecuti
 closed), ``succ`` (trial successes while half-open), ``opened_at``, ``open_until`` (an explicit reopen
 time: a quota reset, ``inf`` until staff close it, or None for ``opened_at + reset_timeout``), ``reason``
 (failures, quota, credentials, forced), ``pinned_until`` (failures are not counted before then: a forced
-close with an expiry) and ``trials`` (lease id -> expiry of the half-open trial calls in flight).
+close with an expiry), ``trials`` (lease id -> expiry of the half-open trial calls in flight) and ``window``
+(the outcomes of the latest calls while closed, oldest first, True for a failure: the failure-rate rule).
+
+Two rules open a closed circuit: ``fail_max`` consecutive counted failures (the default), or, when
+``failure_rate`` is set, that share of failures (percent) among the last ``window`` calls once at least
+``min_calls`` of them are in (resilience4j's count-based sliding window). Opening and closing empty the window.
 """
 
 import math
@@ -30,6 +35,14 @@ class CircuitConfig:
     # Seconds a half-open trial holds its slot before another call may take it: the calling client's timeout
     # plus CIRCUIT_TRIAL_LEASE_MARGIN (breaker.py). The Redis scripts receive the same number.
     trial_lease: float
+    failure_rate: float | None = None  # percent; None: the consecutive rule (fail_max)
+    window: int = 100  # calls the failure rate is measured over
+    min_calls: int = 10  # calls in the window before the rate may open the circuit
+
+    @property
+    def windowed(self) -> bool:
+        """True when the failure-rate rule opens the circuit (every closed call's outcome is recorded)."""
+        return self.failure_rate is not None
 
 
 @dataclass
@@ -44,6 +57,7 @@ class CircuitRecord:
     reason: str = ""
     pinned_until: float | None = None
     trials: dict[str, float] = field(default_factory=dict)
+    window: list[bool] = field(default_factory=list)
 
     def reopens_at(self, config: CircuitConfig) -> float:
         """When an open circuit lets a trial through (``inf``: only staff can close it)."""
@@ -88,6 +102,8 @@ def success(record: CircuitRecord, config: CircuitConfig, now: float, lease_id: 
     if not trial:
         if record.state == CLOSED:
             record.fail = 0
+            if config.windowed and not _pinned(record, now):
+                _record_outcome(record, config, failed=False)
         return None
     if record.trials.pop(lease_id, None) is None or record.state != HALF_OPEN:
         return None  # a stale trial: its lease expired or the circuit moved on
@@ -105,13 +121,28 @@ def failure(record: CircuitRecord, config: CircuitConfig, now: float, lease_id: 
             return None
         _open(record, now, None, OpenReason.FAILURES)
         return (HALF_OPEN, OPEN)
-    if record.state != CLOSED or (record.pinned_until is not None and now < record.pinned_until):
+    if record.state != CLOSED or _pinned(record, now):
         return None
     record.fail += 1
-    if record.fail >= config.fail_max:
+    if config.windowed:
+        _record_outcome(record, config, failed=True)
+        calls, failed = len(record.window), sum(record.window)
+        trips = calls >= config.min_calls and failed * 100 >= config.failure_rate * calls
+    else:
+        trips = record.fail >= config.fail_max
+    if trips:
         _open(record, now, None, OpenReason.FAILURES)
         return (CLOSED, OPEN)
     return None
+
+
+def _pinned(record: CircuitRecord, now: float) -> bool:
+    return record.pinned_until is not None and now < record.pinned_until
+
+
+def _record_outcome(record: CircuitRecord, config: CircuitConfig, *, failed: bool) -> None:
+    record.window.append(failed)
+    del record.window[: max(0, len(record.window) - config.window)]
 
 
 def release(record: CircuitRecord, lease_id: str) -> None:
@@ -136,11 +167,11 @@ def force_close(record: CircuitRecord, now: float, pin_seconds: float | None):
 
 def _open(record: CircuitRecord, now: float, until: float | None, reason: str) -> None:
     record.state, record.opened_at, record.open_until, record.reason = OPEN, now, until, reason
-    record.succ, record.trials, record.pinned_until = 0, {}, None
+    record.succ, record.trials, record.pinned_until, record.window = 0, {}, None, []
 
 
 def _close(record: CircuitRecord) -> None:
-    record.state, record.fail, record.succ, record.trials = CLOSED, 0, 0, {}
+    record.state, record.fail, record.succ, record.trials, record.window = CLOSED, 0, 0, {}, []
     record.opened_at = record.open_until = None
     record.reason = ""
 

@@ -45,6 +45,7 @@ class CircuitStore:
             f"plantid:circuit:{namespace}",
             f"plantid:circuit:{namespace}:trials",
             f"plantid:circuit:{namespace}:events",
+            f"plantid:circuit:{namespace}:window",
         ]
         self.clock = clock  # None: Redis server time when shared, time.time() locally
         self.local = CircuitRecord()
@@ -66,7 +67,8 @@ class CircuitStore:
 
     def success(self, config: CircuitConfig, lease_id: str, *, trial: bool) -> tuple[str, str] | None:
         """Record a success; returns the transition it made, if any."""
-        raw = self._shared("SUCCESS", config.success_threshold, lease_id, int(trial))
+        window = config.window if config.windowed else ""
+        raw = self._shared("SUCCESS", config.success_threshold, lease_id, int(trial), window)
         if raw is None:
             return self._local_op(rules.success, config, lease_id=lease_id, trial=trial)
         if not trial:
@@ -76,7 +78,8 @@ class CircuitStore:
 
     def failure(self, config: CircuitConfig, lease_id: str, *, trial: bool) -> tuple[str, str] | None:
         """Record a counted failure; returns the transition it made, if any."""
-        raw = self._shared("FAILURE", config.fail_max, lease_id, int(trial))
+        rate = ("", "", "") if not config.windowed else (config.failure_rate, config.window, config.min_calls)
+        raw = self._shared("FAILURE", config.fail_max, lease_id, int(trial), *rate)
         if raw is None:
             return self._local_op(rules.failure, config, lease_id=lease_id, trial=trial)
         transition, fail = _text(raw[0]), int(raw[1])

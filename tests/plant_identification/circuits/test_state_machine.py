@@ -2,6 +2,7 @@
 
 import uuid
 
+import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
@@ -13,17 +14,29 @@ from apps.plant_identification.circuits.states import OpenReason
 from apps.plant_identification.circuits.store import CircuitStore
 from tests.factories import FakeClock
 
-CONFIG = CircuitConfig(fail_max=2, reset_timeout=10.0, success_threshold=2, half_open_max_calls=2, trial_lease=4.0)
+CONSECUTIVE = CircuitConfig(fail_max=2, reset_timeout=10.0, success_threshold=2, half_open_max_calls=2, trial_lease=4.0)
+WINDOWED = CircuitConfig(
+    fail_max=2,  # not what opens it: the rate does
+    reset_timeout=10.0,
+    success_threshold=2,
+    half_open_max_calls=2,
+    trial_lease=4.0,
+    failure_rate=50.0,
+    window=4,
+    min_calls=3,
+)
 
 
 class ReferenceCircuit:
     """The breaker as a person would state it, written plainly and independently of ``rules.py``."""
 
-    def __init__(self) -> None:
+    def __init__(self, config: CircuitConfig) -> None:
+        self.config = config
         self.state, self.failures, self.successes = "closed", 0, 0
         self.reopen_at = None
         self.trials: dict[str, float] = {}
         self.pinned_until = None
+        self.recent: list[str] = []  # "ok" / "failed" of the latest calls while closed, when a rate is set
 
     def admit(self, now: float, lease: str) -> str:
         if self.state == "open":
@@ -32,55 +45,70 @@ class ReferenceCircuit:
             self.state, self.successes, self.trials = "half-open", 0, {}
         if self.state == "half-open":
             self.trials = {k: v for k, v in self.trials.items() if v > now}
-            if len(self.trials) >= CONFIG.half_open_max_calls:
+            if len(self.trials) >= self.config.half_open_max_calls:
                 return "reject"
-            self.trials[lease] = now + CONFIG.trial_lease
+            self.trials[lease] = now + self.config.trial_lease
             return "trial"
         return "admit"
 
-    def succeed(self, lease: str, trial: bool) -> None:
+    def succeed(self, now: float, lease: str, trial: bool) -> None:
         if not trial:
             if self.state == "closed":
                 self.failures = 0
+                if self.config.failure_rate is not None and not self.is_pinned(now):
+                    self.remember("ok")
             return
         if self.trials.pop(lease, None) is not None and self.state == "half-open":
             self.successes += 1
-            if self.successes >= CONFIG.success_threshold:
+            if self.successes >= self.config.success_threshold:
                 self.close()
 
     def fail(self, now: float, lease: str, trial: bool) -> None:
         if trial:
             if self.trials.pop(lease, None) is not None and self.state == "half-open":
-                self.open(now + CONFIG.reset_timeout)
+                self.open(now + self.config.reset_timeout)
             return
-        if self.state != "closed" or (self.pinned_until is not None and now < self.pinned_until):
+        if self.state != "closed" or self.is_pinned(now):
             return
         self.failures += 1
-        if self.failures >= CONFIG.fail_max:
-            self.open(now + CONFIG.reset_timeout)
+        if self.config.failure_rate is None:
+            if self.failures >= self.config.fail_max:
+                self.open(now + self.config.reset_timeout)
+            return
+        self.remember("failed")
+        share = 100 * self.recent.count("failed") / len(self.recent)
+        if len(self.recent) >= self.config.min_calls and share >= self.config.failure_rate:
+            self.open(now + self.config.reset_timeout)
+
+    def is_pinned(self, now: float) -> bool:
+        return self.pinned_until is not None and now < self.pinned_until
+
+    def remember(self, outcome: str) -> None:
+        self.recent = [*self.recent, outcome][-self.config.window :]
 
     def open(self, reopen_at: float) -> None:
         self.state, self.reopen_at, self.successes, self.trials, self.pinned_until = "open", reopen_at, 0, {}, None
+        self.recent = []
 
     def close(self, pinned_until=None) -> None:
         self.state, self.failures, self.successes, self.trials = "closed", 0, 0, {}
-        self.reopen_at, self.pinned_until = None, pinned_until
+        self.reopen_at, self.pinned_until, self.recent = None, pinned_until, []
 
 
 class RulesAdapter:
     """The in-process implementation (what a worker uses while Redis is down)."""
 
-    def __init__(self, clock: FakeClock) -> None:
-        self.record, self.clock = CircuitRecord(), clock
+    def __init__(self, clock: FakeClock, config: CircuitConfig) -> None:
+        self.record, self.clock, self.config = CircuitRecord(), clock, config
 
     def admit(self, lease):
-        return rules.admit(self.record, CONFIG, self.clock(), lease).kind
+        return rules.admit(self.record, self.config, self.clock(), lease).kind
 
     def succeed(self, lease, trial):
-        rules.success(self.record, CONFIG, self.clock(), lease, trial)
+        rules.success(self.record, self.config, self.clock(), lease, trial)
 
     def fail(self, lease, trial):
-        rules.failure(self.record, CONFIG, self.clock(), lease, trial)
+        rules.failure(self.record, self.config, self.clock(), lease, trial)
 
     def hold_open(self, seconds):
         rules.hold_open(self.record, self.clock(), seconds, OpenReason.QUOTA)
@@ -95,17 +123,17 @@ class RulesAdapter:
 class RedisAdapter:
     """The shared implementation: the Lua scripts on a real Redis."""
 
-    def __init__(self, clock: FakeClock) -> None:
-        self.store = CircuitStore(f"model-{uuid.uuid4().hex}", clock=clock)
+    def __init__(self, clock: FakeClock, config: CircuitConfig) -> None:
+        self.store, self.config = CircuitStore(f"model-{uuid.uuid4().hex}", clock=clock), config
 
     def admit(self, lease):
-        return self.store.admit(CONFIG, lease).kind
+        return self.store.admit(self.config, lease).kind
 
     def succeed(self, lease, trial):
-        self.store.success(CONFIG, lease, trial=trial)
+        self.store.success(self.config, lease, trial=trial)
 
     def fail(self, lease, trial):
-        self.store.failure(CONFIG, lease, trial=trial)
+        self.store.failure(self.config, lease, trial=trial)
 
     def hold_open(self, seconds):
         self.store.hold_open(seconds, OpenReason.QUOTA)
@@ -127,11 +155,13 @@ class RedisAdapter:
 class CircuitMachine(RuleBasedStateMachine):
     """Drives the reference model and both implementations with the same calls and the same clock."""
 
+    config = CONSECUTIVE
+
     def __init__(self) -> None:
         super().__init__()
         self.clock = FakeClock()
-        self.model = ReferenceCircuit()
-        self.implementations = [RulesAdapter(self.clock), RedisAdapter(self.clock)]
+        self.model = ReferenceCircuit(self.config)
+        self.implementations = [RulesAdapter(self.clock, self.config), RedisAdapter(self.clock, self.config)]
         self.in_flight: list[tuple[str, bool]] = []
 
     def _start(self) -> tuple[str, bool] | None:
@@ -143,7 +173,7 @@ class CircuitMachine(RuleBasedStateMachine):
 
     def _end(self, lease: str, trial: bool, succeeded: bool) -> None:
         if succeeded:
-            self.model.succeed(lease, trial)
+            self.model.succeed(self.clock(), lease, trial)
         else:
             self.model.fail(self.clock(), lease, trial)
         for implementation in self.implementations:
@@ -203,14 +233,21 @@ class CircuitMachine(RuleBasedStateMachine):
     @invariant()
     def trials_never_exceed_the_limit(self):
         running = [lease for lease, trial in self.in_flight if trial and lease in self.model.trials]
-        assert len(running) <= CONFIG.half_open_max_calls
+        assert len(running) <= self.config.half_open_max_calls
 
     def teardown(self):
         self.implementations[1].cleanup()
 
 
-def test_implementations_follow_the_reference_model():
-    CircuitMachine.TestCase.settings = hypothesis_settings(
+class WindowedCircuitMachine(CircuitMachine):
+    """The same, with the failure-rate rule opening the circuit."""
+
+    config = WINDOWED
+
+
+@pytest.mark.parametrize("machine", [CircuitMachine, WindowedCircuitMachine], ids=["consecutive", "failure-rate"])
+def test_implementations_follow_the_reference_model(machine):
+    machine.TestCase.settings = hypothesis_settings(
         max_examples=100, stateful_step_count=50, deadline=None, suppress_health_check=list(HealthCheck)
     )
-    CircuitMachine.TestCase().runTest()
+    machine.TestCase().runTest()
