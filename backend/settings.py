@@ -215,6 +215,14 @@ CIRCUIT_TRIAL_LEASE_MARGIN = env_float("CIRCUIT_TRIAL_LEASE_MARGIN", default=5.0
 PLANT_ID_MAX_CONCURRENT_CALLS = env_int("PLANT_ID_MAX_CONCURRENT_CALLS", default=16, minimum=1)
 PLANTNET_MAX_CONCURRENT_CALLS = env_int("PLANTNET_MAX_CONCURRENT_CALLS", default=16, minimum=1)
 CIRCUIT_BREAKER_ENABLED = env_bool("CIRCUIT_BREAKER_ENABLED", default=True)
+# One retry of a call that failed before any answer (refused, reset, 500/502/503/504), within a per-worker
+# budget: over the last WINDOW seconds, retries may be PERCENT of the calls plus FLOOR (clients/retries.py).
+PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", default=1)
+if PROVIDER_MAX_RETRIES > 1:
+    raise ImproperlyConfigured(f"PROVIDER_MAX_RETRIES must be 0 or 1, got {PROVIDER_MAX_RETRIES}")
+PROVIDER_RETRY_BUDGET_PERCENT = env_float("PROVIDER_RETRY_BUDGET_PERCENT", default=20.0)
+PROVIDER_RETRY_BUDGET_FLOOR = env_int("PROVIDER_RETRY_BUDGET_FLOOR", default=3)
+PROVIDER_RETRY_BUDGET_WINDOW = env_float("PROVIDER_RETRY_BUDGET_WINDOW", default=10.0)
 # Whole-request budget for the provider fan-out; a provider still running then is reported as a timeout.
 # Unset: the longest configured provider timeout plus 5 s.
 IDENTIFY_DEADLINE = env_optional_float("IDENTIFY_DEADLINE")

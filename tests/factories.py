@@ -63,7 +63,7 @@ class FakeClient:
         self.behaviour = behaviour
         self.calls = 0
 
-    def identify(self, request: IdentifyRequest) -> ProviderAnswer:
+    def identify(self, request: IdentifyRequest, *, deadline: float | None = None) -> ProviderAnswer:
         self.calls += 1
         return self.behaviour()
 

@@ -9,6 +9,8 @@ PLANTNET_API_KEY = "test-plantnet-key"
 PLANTNET_API_URL = "https://plantnet.test/v2"
 IDENTIFY_THROTTLE_RATE = None
 IDENTIFY_ALLOW_ANONYMOUS = False
+# Retries are off unless a test turns them on: most tests count the requests each failure makes.
+PROVIDER_MAX_RETRIES = 0
 # backend.settings copied its own rate into REST_FRAMEWORK; keep the two in step.
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"identify": IDENTIFY_THROTTLE_RATE}}
 

@@ -40,7 +40,17 @@ class ReadOnlyInline(ViewOnlyMixin, admin.TabularInline):
 
 class ProviderResultInline(ReadOnlyInline):
     model = ProviderResult
-    fields = ["provider", "status", "latency_ms", "cached", "http_status", "error_class", "error_detail", "raw_payload"]
+    fields = [
+        "provider",
+        "status",
+        "latency_ms",
+        "cached",
+        "attempts",
+        "http_status",
+        "error_class",
+        "error_detail",
+        "raw_payload",
+    ]
 
 
 @admin.register(Identification)

@@ -12,18 +12,22 @@ class PlantIdentificationError(Exception):
 class ProviderError(PlantIdentificationError):
     """A provider call failed; ``counts_as_outage`` tells the breaker whether to count it.
 
-    ``circuit_retry_after`` is set by the breaker when this very failure opened or held the circuit: the
-    seconds until the provider may be called again (``math.inf``: not before staff act).
+    ``retryable`` says the failure cost nothing and may not recur (clients/retries.py); ``attempts`` is how
+    many requests the call made. ``circuit_retry_after`` is set by the breaker when this very failure opened
+    or held the circuit: the seconds until the provider may be called again (``math.inf``: not before staff
+    act).
     """
 
     counts_as_outage = False
     circuit_retry_after: float | None = None
 
-    def __init__(self, provider: str, message: str, *, status_code: int | None = None) -> None:
+    def __init__(self, provider: str, message: str, *, status_code: int | None = None, retryable: bool = False) -> None:
         super().__init__(f"{provider}: {message}")
         self.provider = provider
         self.status_code = status_code
         self.message = message
+        self.retryable = retryable
+        self.attempts = 1
 
 
 class ProviderTimeoutError(ProviderError):
@@ -76,6 +80,7 @@ class ProviderCircuitOpenError(ProviderError):
         super().__init__(provider, f"circuit open ({reason})" if reason else "circuit open")
         self.retry_after = retry_after
         self.reason = reason
+        self.attempts = 0  # turned away before any request
 
 
 class NoProviderAvailableError(PlantIdentificationError):

@@ -56,6 +56,9 @@ class ProviderResult(models.Model):
     status = models.CharField(max_length=32, choices=[(s.value, s.value) for s in ProviderStatus], db_index=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     cached = models.BooleanField(default=False)
+    attempts = models.PositiveSmallIntegerField(
+        default=0, help_text="requests sent to the provider (0: answered from the cache or turned away)"
+    )
     http_status = models.PositiveSmallIntegerField(null=True, blank=True)
     error_class = models.CharField(max_length=64, blank=True)
     error_detail = models.TextField(blank=True)

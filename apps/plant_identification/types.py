@@ -86,6 +86,7 @@ class ProviderAnswer:
     is_plant: dict[str, Any] | None = None
     health: dict[str, Any] | None = None
     cached: bool = False  # served from the answer cache, not from a call
+    attempts: int = 1  # requests the call made (0 from the cache; 2 when a retry answered)
 
     @property
     def status(self) -> ProviderStatus:
@@ -102,6 +103,7 @@ class ProviderOutcome:
     answer: ProviderAnswer | None = None
     latency_ms: int | None = None
     cached: bool = False
+    attempts: int = 0  # requests sent to the provider for this identification
     error_class: str | None = None
     error_detail: str | None = None
     http_status: int | None = None

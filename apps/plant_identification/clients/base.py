@@ -8,13 +8,22 @@ import math
 import re
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
+from django.conf import settings
 from django.core.cache import cache
 
 from apps.plant_identification.circuits.breaker import ProviderCircuitBreaker, breaker_for
+from apps.plant_identification.clients.retries import (
+    MIN_ROOM,
+    RETRY_BUDGETS,
+    RETRYABLE_STATUSES,
+    RetryBudget,
+    backoff_seconds,
+)
 from apps.plant_identification.exceptions import (
     ProviderAuthError,
     ProviderError,
@@ -65,12 +74,21 @@ class BaseProviderClient:
     secret_params: frozenset[str] = frozenset()
 
     def __init__(
-        self, *, api_key: str, base_url: str, timeout: float, breaker: ProviderCircuitBreaker | None = None
+        self,
+        *,
+        api_key: str,
+        base_url: str,
+        timeout: float,
+        breaker: ProviderCircuitBreaker | None = None,
+        retry_budget: RetryBudget | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.api_key = api_key
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.breaker = breaker or breaker_for(self.provider)
+        self.retry_budget = retry_budget or RETRY_BUDGETS[self.provider]
+        self.sleep = sleep
 
     # ------------------------------------------------------------------ hooks
     def build_request(self, request: IdentifyRequest) -> OutboundRequest:
@@ -90,16 +108,20 @@ class BaseProviderClient:
         return None
 
     # ------------------------------------------------------------------ public
-    def identify(self, request: IdentifyRequest) -> ProviderAnswer:
+    def identify(self, request: IdentifyRequest, *, deadline: float | None = None) -> ProviderAnswer:
         """The provider's answer for ``request``, from the answer cache (``cached=True``) or from a call
-        through the breaker; raise a ``ProviderError`` subclass on any failure."""
+        through the breaker; raise a ``ProviderError`` subclass on any failure.
+
+        ``deadline`` (``time.monotonic()`` seconds) is when the caller stops waiting: no retry starts that
+        could not finish before it.
+        """
         outbound = self.build_request(request)
         key = self.cache_key(outbound)
         answer = cache.get(key)
         if answer is not None:
-            return dataclasses.replace(answer, cached=True)
-        answer = self._send_protected(outbound)
-        cache.set(key, answer, provider_spec(self.provider).cache_ttl)
+            return dataclasses.replace(answer, cached=True, attempts=0)
+        answer = self._send_protected(outbound, deadline)
+        cache.set(key, dataclasses.replace(answer, attempts=1), provider_spec(self.provider).cache_ttl)
         return answer
 
     def cache_key(self, outbound: OutboundRequest) -> str:
@@ -116,11 +138,40 @@ class BaseProviderClient:
         return f"plantid:answer:{self.provider.value}:{digest.hexdigest()}"
 
     # ------------------------------------------------------------------ mechanics
-    def _send_protected(self, outbound: OutboundRequest) -> ProviderAnswer:
-        """Send a built request through the breaker and map every outcome to an answer or an error."""
+    def _send_protected(self, outbound: OutboundRequest, deadline: float | None) -> ProviderAnswer:
+        """Send a built request through the breaker (which counts the call, retried or not) and map every
+        outcome to an answer or an error."""
         with self.breaker.protect(call_timeout=self.timeout):
-            response = self._send(outbound)
-            return self._interpret(response)
+            return self._send_with_retry(outbound, deadline)
+
+    def _send_with_retry(self, outbound: OutboundRequest, deadline: float | None) -> ProviderAnswer:
+        started = time.monotonic()
+        self.retry_budget.record_call()
+        attempt = 1
+        while True:
+            try:
+                answer = self._interpret(self._send(outbound))
+                return dataclasses.replace(answer, attempts=attempt) if attempt > 1 else answer
+            except ProviderError as exc:
+                exc.attempts = attempt
+                wait = backoff_seconds()
+                if not self._may_retry(exc, attempt, started, wait, deadline):
+                    raise
+            self.sleep(wait)
+            attempt += 1
+
+    def _may_retry(self, exc: ProviderError, attempt: int, started: float, wait: float, deadline: float | None):
+        """A retry is due: the failure is retryable, retries are left, time is left, and the budget allows it."""
+        if not exc.retryable or attempt > settings.PROVIDER_MAX_RETRIES:
+            return False
+        resume = time.monotonic() + wait + MIN_ROOM  # the retry must be able to finish in the timeout and deadline
+        if resume - started > self.timeout or (deadline is not None and resume > deadline):
+            return False
+        if not self.retry_budget.try_spend():
+            logger.info("provider=%s no retry: the retry budget is spent (%s)", self.provider.value, exc.message)
+            return False
+        logger.info("provider=%s retry attempt=%d after %s", self.provider.value, attempt + 1, exc.message)
+        return True
 
     @property
     def session(self) -> requests.Session:
@@ -147,6 +198,10 @@ class BaseProviderClient:
             )
         except requests.Timeout as exc:
             raise self._error(ProviderTimeoutError, f"no answer within {self.timeout:g}s") from exc
+        except requests.ConnectionError as exc:  # refused, or reset before any answer: worth one retry
+            raise self._error(
+                ProviderUnavailableError, f"request failed ({type(exc).__name__})", retryable=True
+            ) from exc
         except requests.RequestException as exc:
             raise self._error(ProviderUnavailableError, f"request failed ({type(exc).__name__})") from exc
         logger.info(
@@ -181,10 +236,12 @@ class BaseProviderClient:
             raise self._error(ProviderAuthError, detail, status)
         if 400 <= status < 500:
             raise self._error(ProviderRejectedRequestError, detail, status)
-        raise self._error(ProviderUnavailableError, detail, status)
+        raise self._error(ProviderUnavailableError, detail, status, retryable=status in RETRYABLE_STATUSES)
 
-    def _error(self, cls: type[ProviderError], message: str, status: int | None = None) -> ProviderError:
-        return cls(self.provider.value, self.redact(message), status_code=status)
+    def _error(
+        self, cls: type[ProviderError], message: str, status: int | None = None, *, retryable: bool = False
+    ) -> ProviderError:
+        return cls(self.provider.value, self.redact(message), status_code=status, retryable=retryable)
 
     @staticmethod
     def _excerpt(response: requests.Response) -> str:

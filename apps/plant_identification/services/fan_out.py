@@ -59,8 +59,9 @@ def _retry_after(exc: ProviderError) -> float:
     return 0.0
 
 
-def provider_call(client: BaseProviderClient, request: IdentifyRequest) -> ProviderOutcome:
-    """Answer from the client (cache or provider); every failure becomes an outcome, never an exception."""
+def provider_call(client: BaseProviderClient, request: IdentifyRequest, deadline: float) -> ProviderOutcome:
+    """Answer from the client (cache or provider) by ``deadline`` (``time.monotonic()`` seconds); every failure
+    becomes an outcome, never an exception."""
     started = time.monotonic()
 
     def elapsed_ms() -> int:
@@ -68,8 +69,15 @@ def provider_call(client: BaseProviderClient, request: IdentifyRequest) -> Provi
 
     provider = client.provider
     try:
-        answer = client.identify(request)
-        return ProviderOutcome(provider, answer.status, answer=answer, latency_ms=elapsed_ms(), cached=answer.cached)
+        answer = client.identify(request, deadline=deadline)
+        return ProviderOutcome(
+            provider,
+            answer.status,
+            answer=answer,
+            latency_ms=elapsed_ms(),
+            cached=answer.cached,
+            attempts=answer.attempts,
+        )
     except ProviderError as exc:
         if isinstance(exc, ProviderAuthError):
             logger.error(
@@ -84,6 +92,7 @@ def provider_call(client: BaseProviderClient, request: IdentifyRequest) -> Provi
             provider,
             _failure_status(exc),
             latency_ms=elapsed_ms(),
+            attempts=exc.attempts,
             error_class=type(exc).__name__,
             error_detail=exc.message,
             http_status=exc.status_code,
@@ -95,14 +104,15 @@ def provider_call(client: BaseProviderClient, request: IdentifyRequest) -> Provi
             provider,
             ProviderStatus.ERROR,
             latency_ms=elapsed_ms(),
+            attempts=1,
             error_class=type(exc).__name__,
             error_detail="internal error",
         )
 
 
-def _bulkheaded_call(bulkhead, client: BaseProviderClient, request: IdentifyRequest) -> ProviderOutcome:
+def _bulkheaded_call(bulkhead, client: BaseProviderClient, request: IdentifyRequest, deadline: float):
     try:
-        return provider_call(client, request)
+        return provider_call(client, request, deadline)
     finally:
         bulkhead.release()
 
@@ -113,11 +123,12 @@ def providers_fan_out(
     """Call every client at once; a provider still running at ``deadline`` seconds is a timeout."""
     outcomes: dict[Provider, ProviderOutcome] = {}
     futures: dict[Provider, Future] = {}
+    deadline_at = time.monotonic() + deadline
     for provider, client in clients.items():
         bulkhead = BULKHEADS[provider]
         if bulkhead.try_acquire():
             try:
-                futures[provider] = provider_executor().submit(_bulkheaded_call, bulkhead, client, request)
+                futures[provider] = provider_executor().submit(_bulkheaded_call, bulkhead, client, request, deadline_at)
             except RuntimeError:  # the pool is shutting down with the process
                 bulkhead.release()
                 raise
@@ -140,6 +151,7 @@ def providers_fan_out(
                 provider,
                 ProviderStatus.TIMEOUT,
                 latency_ms=round(deadline * 1000),
+                attempts=1,
                 error_class="DeadlineExceeded",
                 error_detail=f"no answer within the {deadline:g}s deadline",
             )

@@ -123,6 +123,7 @@ def identification_store(
             status=o.status.value,
             latency_ms=o.latency_ms,
             cached=o.cached,
+            attempts=o.attempts,
             http_status=o.http_status,
             error_class=o.error_class or "",
             error_detail=o.error_detail or "",

@@ -1,15 +1,18 @@
 """The base client's mechanics, once, through a minimal provider: cache, sessions, errors, secrets, leases."""
 
 import threading
+import time
 
 import pytest
 import requests
 
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.clients.base import DEFAULT_QUOTA_WAIT, BaseProviderClient, OutboundRequest
+from apps.plant_identification.clients.retries import RetryBudget
 from apps.plant_identification.exceptions import (
     ProviderAuthError,
     ProviderCircuitOpenError,
+    ProviderError,
     ProviderRateLimitedError,
     ProviderRejectedRequestError,
     ProviderResponseError,
@@ -18,7 +21,7 @@ from apps.plant_identification.exceptions import (
 )
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.types import ProviderAnswer, Suggestion
-from tests.factories import make_request
+from tests.factories import FakeClock, make_request
 
 BASE_URL = "https://minimal.test/v1"
 URL = f"{BASE_URL}/identify"
@@ -209,3 +212,135 @@ def test_a_half_open_trial_holds_its_slot_for_the_clients_own_timeout(settings, 
     finally:
         release.set()
         trial.join()
+
+
+# ---------------------------------------------------------------------------- retries
+
+
+@pytest.fixture
+def retrying(settings):
+    """A client that retries once, sleeping on a list instead of the clock, with its own retry budget."""
+    settings.PROVIDER_MAX_RETRIES = 1
+    settings.PROVIDER_RETRY_BUDGET_FLOOR = 3
+    settings.PROVIDER_RETRY_BUDGET_PERCENT = 20
+    settings.PROVIDER_RETRY_BUDGET_WINDOW = 10
+    sleeps: list[float] = []
+    clock = FakeClock()
+    client = MinimalClient(
+        api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=RetryBudget(clock=clock), sleep=sleeps.append
+    )
+    client.sleeps, client.budget_clock = sleeps, clock
+    return client
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        {"body": requests.ConnectionError("Connection refused")},
+        {"body": requests.ConnectionError("Connection reset by peer")},
+        {"status": 500, "body": "Internal Server Error"},
+        {"status": 502, "body": "<html>502 Bad Gateway</html>"},
+        {"status": 503, "body": "busy"},
+        {"status": 504, "body": "gateway timeout"},
+    ],
+)
+def test_a_failure_before_any_answer_is_retried_once_and_the_call_succeeds(retrying, mocked_responses, first):
+    mocked_responses.post(URL, **first)
+    mocked_responses.post(URL, json=OK_BODY)
+    answer = retrying.identify(make_request())
+
+    assert answer.suggestions
+    assert answer.attempts == 2
+    assert len(mocked_responses.calls) == 2
+    assert len(retrying.sleeps) == 1
+    assert 0.05 <= retrying.sleeps[0] <= 0.15  # a short jittered backoff
+    assert breaker_for(retrying.provider).fail_counter == 0  # the logical call succeeded
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        {"body": requests.ReadTimeout("read timed out")},
+        {"body": requests.ConnectTimeout("connect timed out")},
+        {"status": 400, "body": "bad image"},
+        {"status": 401, "body": "key not found"},
+        {"status": 403, "body": "forbidden"},
+        {"status": 429, "body": "quota"},
+        {"status": 501, "body": "not implemented"},
+        {"status": 200, "body": "<html>not json</html>"},
+    ],
+)
+def test_timeouts_caller_faults_quota_credentials_and_bad_answers_are_never_retried(
+    retrying, mocked_responses, failure
+):
+    mocked_responses.post(URL, **failure)
+    with pytest.raises(ProviderError) as caught:
+        retrying.identify(make_request())
+    assert len(mocked_responses.calls) == 1
+    assert caught.value.attempts == 1
+    assert retrying.sleeps == []
+
+
+def test_a_retried_call_that_fails_again_is_one_failure_for_the_breaker(retrying, mocked_responses):
+    mocked_responses.post(URL, status=503, body="busy")
+    with pytest.raises(ProviderUnavailableError) as caught:
+        retrying.identify(make_request())
+
+    assert (len(mocked_responses.calls), caught.value.attempts) == (2, 2)
+    assert breaker_for(retrying.provider).fail_counter == 1
+
+
+def test_no_retry_when_retries_are_off(retrying, mocked_responses, settings):
+    settings.PROVIDER_MAX_RETRIES = 0
+    mocked_responses.post(URL, status=503, body="busy")
+    with pytest.raises(ProviderUnavailableError):
+        retrying.identify(make_request())
+    assert len(mocked_responses.calls) == 1
+
+
+def test_no_retry_when_the_deadline_leaves_no_room(retrying, mocked_responses):
+    mocked_responses.post(URL, status=503, body="busy")
+    with pytest.raises(ProviderUnavailableError):
+        retrying.identify(make_request(), deadline=time.monotonic() + 0.5)  # less than the room a retry needs
+    assert len(mocked_responses.calls) == 1
+
+
+def test_no_retry_when_the_timeout_leaves_no_room(settings, mocked_responses):
+    settings.PROVIDER_MAX_RETRIES = 1
+    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=0.5, retry_budget=RetryBudget(), sleep=pytest.fail)
+    mocked_responses.post(URL, status=503, body="busy")
+    with pytest.raises(ProviderUnavailableError):
+        client.identify(make_request())
+    assert len(mocked_responses.calls) == 1
+
+
+def test_the_retry_budget_caps_retries_during_an_outage(retrying, mocked_responses):
+    """An outage: 20 calls in the window earn 3 (floor) + 20 % x 20 = 7 retries, not 20."""
+    mocked_responses.post(URL, status=503, body="busy")
+    attempts = []
+    for index in range(20):
+        with pytest.raises(ProviderUnavailableError) as caught:
+            retrying.identify(make_request(color=(10 * index, 60, 60)))
+        attempts.append(caught.value.attempts)
+        breaker_for(retrying.provider).close()  # keep the circuit out of it: this is about the budget
+
+    assert sum(attempts) - len(attempts) == 3 + 4  # the floor, plus 20 % of the 20 calls
+    assert len(mocked_responses.calls) == sum(attempts)
+
+
+def test_the_retry_budget_refills_as_its_window_slides(retrying, mocked_responses, settings):
+    settings.PROVIDER_RETRY_BUDGET_PERCENT = 0  # the floor alone
+    mocked_responses.post(URL, status=503, body="busy")
+
+    def retries_for(calls: int) -> int:
+        total = 0
+        for index in range(calls):
+            with pytest.raises(ProviderUnavailableError) as caught:
+                retrying.identify(make_request(color=(60, 10 * index, 60)))
+            breaker_for(retrying.provider).close()
+            total += caught.value.attempts - 1
+        return total
+
+    assert retries_for(5) == 3
+    retrying.budget_clock.advance(settings.PROVIDER_RETRY_BUDGET_WINDOW)
+    assert retries_for(5) == 3

@@ -13,7 +13,7 @@ from apps.plant_identification.exceptions import (
 from apps.plant_identification.models import Identification
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.services.identify import plant_identify
-from apps.plant_identification.types import ProviderStatus
+from apps.plant_identification.types import ProviderAnswer, ProviderStatus
 from tests.factories import FakeClient, answering, failing, hanging, make_request
 
 pytestmark = pytest.mark.django_db
@@ -149,3 +149,14 @@ def test_what_is_stored():
     assert plant_id.latency_ms is not None
     assert (plantnet.status, plantnet.http_status, plantnet.error_class) == ("error", 502, "ProviderUnavailableError")
     assert plantnet.raw_payload is None
+
+
+def test_the_requests_each_provider_took_are_stored():
+    retried = ProviderAnswer(provider=Provider.PLANT_ID, raw={}, suggestions=(), attempts=2)
+    clients = {
+        Provider.PLANT_ID: FakeClient(Provider.PLANT_ID, lambda: retried),
+        Provider.PLANTNET: FakeClient(Provider.PLANTNET, failing(ProviderCircuitOpenError("plantnet", retry_after=5))),
+    }
+    identification = plant_identify(request=make_request(), clients=clients)
+    attempts = {r.provider: r.attempts for r in identification.provider_results.all()}
+    assert attempts == {"plant_id": 2, "plantnet": 0}  # a call turned away by its circuit sent nothing
