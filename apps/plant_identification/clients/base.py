@@ -17,6 +17,7 @@ from django.conf import settings
 from django.core.cache import cache
 
 from apps.plant_identification.circuits.breaker import ProviderCircuitBreaker, breaker_for
+from apps.plant_identification.circuits.states import CircuitState
 from apps.plant_identification.clients.retries import (
     MIN_ROOM,
     RETRY_BUDGETS,
@@ -167,6 +168,8 @@ class BaseProviderClient:
         resume = time.monotonic() + wait + MIN_ROOM  # the retry must be able to finish in the timeout and deadline
         if resume - started > self.timeout or (deadline is not None and resume > deadline):
             return False
+        if settings.CIRCUIT_BREAKER_ENABLED and self.breaker.current_state == CircuitState.OPEN:
+            return False  # the circuit opened while this call was out (another call tripped it): not into it
         if not self.retry_budget.try_spend():
             logger.info("provider=%s no retry: the retry budget is spent (%s)", self.provider.value, exc.message)
             return False

@@ -344,3 +344,14 @@ def test_the_retry_budget_refills_as_its_window_slides(retrying, mocked_response
     assert retries_for(5) == 3
     retrying.budget_clock.advance(settings.PROVIDER_RETRY_BUDGET_WINDOW)
     assert retries_for(5) == 3
+
+
+def test_no_retry_into_a_circuit_that_opened_while_the_call_was_out(retrying, mocked_responses):
+    def fail_after_another_call_tripped_it(_request):
+        breaker_for(retrying.provider).open()  # another worker's failure opened it meanwhile
+        return 503, {}, "busy"
+
+    mocked_responses.add_callback("POST", URL, callback=fail_after_another_call_tripped_it)
+    with pytest.raises(ProviderUnavailableError):
+        retrying.identify(make_request())
+    assert len(mocked_responses.calls) == 1

@@ -1,0 +1,127 @@
+"""Flaky providers, side by side: no retries, retries, and retries with a failure-rate window.
+
+Each variant runs the whole service (gunicorn, real Redis and database, the provider sandbox) with the documented
+default breaker thresholds and their production reset timeouts (Plant.id 3 failures / 60 s / 2 successes,
+Pl@ntNet 5 / 30 s / 2), both providers answering in 60-80 ms. Phase 1: each provider fails 20 % of calls at
+random with fast errors (500, 502, connection reset), 600 distinct photos from 8 clients. Phase 2: Pl@ntNet
+fully down (every call a 502) for 150 more, Plant.id still at 20 %.
+
+Run (PostgreSQL and Redis given, as on the CI machine):
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/plantid_bench REDIS_URL=redis://127.0.0.1:6379/12 \\
+        .venv/bin/python bench/flaky.py
+Prints, per variant and phase: the share of requests answered, answered with both providers, that used each
+provider, upstream attempts per request, and the requests that reached Pl@ntNet once it was down.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from load import Client, Stack, multipart, photo, run
+
+TRANSIENT = {"500": 0.2 / 3, "502": 0.2 / 3, "reset": 0.2 / 3}
+LATENCY = {"uniform": [60, 80]}
+PRODUCTION = {  # the documented defaults, with their real reset timeouts (load.py shortens them)
+    "PLANT_ID_CIRCUIT_RESET_TIMEOUT": "60",
+    "PLANTNET_CIRCUIT_RESET_TIMEOUT": "30",
+    "PLANT_ID_TIMEOUT": "5",
+    "PLANTNET_TIMEOUT": "5",
+    "IDENTIFY_DEADLINE": "8",
+}
+VARIANTS = {
+    "no retries": {"PROVIDER_MAX_RETRIES": "0"},
+    "retries": {"PROVIDER_MAX_RETRIES": "1"},
+    "retries + failure-rate window": {
+        "PROVIDER_MAX_RETRIES": "1",
+        "PLANT_ID_CIRCUIT_FAILURE_RATE": "50",
+        "PLANTNET_CIRCUIT_FAILURE_RATE": "50",
+    },
+}
+ANSWERED = ("ok", "no_match")
+
+
+def phase_figures(results: list, upstream: dict[str, int]) -> dict[str, float]:
+    """The figures of one phase from its responses and the upstream requests the sandbox counted."""
+    bodies = [json.loads(payload) if status == 200 else None for status, _, _, payload in results]
+    used = {
+        provider: sum(1 for body in bodies if body and body["providers"][provider]["status"] in ANSWERED)
+        for provider in ("plant_id", "plantnet")
+    }
+    count = len(results)
+    return {
+        "answered": sum(1 for body in bodies if body) / count,
+        "both": sum(1 for body in bodies if body and all(p["status"] in ANSWERED for p in body["providers"].values()))
+        / count,
+        "used Plant.id": used["plant_id"] / count,
+        "used Pl@ntNet": used["plantnet"] / count,
+        "attempts/request": sum(upstream.values()) / count,
+        "Pl@ntNet requests": upstream["plantnet"],
+    }
+
+
+def variant(name: str, overrides: dict[str, str], args, first_photo: int) -> list[tuple[str, dict]]:
+    stack = Stack(args.workers, args.threads, {**PRODUCTION, **overrides})
+    stack.start()
+    try:
+        stack.django(
+            "from apps.plant_identification.circuits.breaker import BREAKERS\n[b.close() for b in BREAKERS.values()]"
+        )
+        stack.faults(
+            {"seed": args.seed, **{p: {"latency": LATENCY, "rates": TRANSIENT} for p in ("plant_id", "plantnet")}}
+        )
+        client, figures = Client(stack.port), []
+        photos = iter(range(first_photo, first_photo + 10**6))
+        for label, requests, plan in (
+            ("20 % transient faults", args.requests, None),
+            ("Pl@ntNet fully down", args.down_requests, {"plantnet": {"latency": LATENCY, "rates": {"502": 1.0}}}),
+        ):
+            if plan:
+                stack.faults(plan)
+            before = stack.stats()
+            results, _ = run(client, [multipart(photo(next(photos))) for _ in range(requests)], args.clients)
+            after = stack.stats()
+            upstream = {
+                p: after.get(f"{p}:requests", 0) - before.get(f"{p}:requests", 0) for p in ("plant_id", "plantnet")
+            }
+            figures.append((label, phase_figures(results, upstream)))
+        return figures
+    finally:
+        stack.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=600)
+    parser.add_argument("--down-requests", type=int, default=150)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=8)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    print(f"gunicorn {args.workers} workers x {args.threads} threads; {args.clients} clients; providers 60-80 ms")
+    table = {}
+    for index, (name, overrides) in enumerate(VARIANTS.items()):
+        table[name] = variant(name, overrides, args, first_photo=index * 10**6)
+    for phase in range(2):
+        label = table["no retries"][phase][0]
+        print(f"\n{label}:")
+        keys = list(table["no retries"][phase][1])
+        print(f"  {'':32}" + "".join(f"{key:>19}" for key in keys))
+        for name, figures in table.items():
+            values = figures[phase][1]
+            print(
+                f"  {name:32}"
+                + "".join(
+                    f"{values[key]:>19.2f}" if isinstance(values[key], float) else f"{values[key]:>19}" for key in keys
+                )
+            )
+    base = table["no retries"][0][1]["attempts/request"]
+    for name in ("retries", "retries + failure-rate window"):
+        ratio = table[name][0][1]["attempts/request"] / base
+        print(f"\nupstream attempts per request, {name} / no retries (phase 1): {ratio:.2f} (goal <= 1.25)")
+
+
+if __name__ == "__main__":
+    main()
