@@ -4,9 +4,11 @@ A retry is worth it only when the failure cost nothing and says nothing about th
 reset connection before any answer, or a 500/502/503/504 (the provider produced no answer; 500 is included
 because a provider's 500 under load is as transient as a proxy's 502, and an error answer is not billed).
 Never a timeout (slow, and the provider may be working on it, and billing it), a 4xx, a 429 or a 401/403.
-At most ``PROVIDER_MAX_RETRIES`` (0 or 1) per call, after a short jittered backoff, and only while the
-provider timeout and the request deadline leave room. A per-worker, per-provider budget (Finagle's and
-Envoy's model) keeps a full outage from multiplying the load on the provider: over the last
+
+At most ``PROVIDER_MAX_RETRIES`` (0 or 1) per call, after a short jittered backoff, only while the provider
+timeout and the request deadline leave room, and only while the provider's circuit counts no other failure
+(a failure among successes is a blip; failures in a row are an outage, which a retry only feeds). A
+per-worker, per-provider budget (Finagle's and Envoy's model) bounds the rest: over the last
 ``PROVIDER_RETRY_BUDGET_WINDOW`` seconds, retries may be at most ``PROVIDER_RETRY_BUDGET_PERCENT`` of the
 calls, plus ``PROVIDER_RETRY_BUDGET_FLOOR`` retries that are always allowed.
 """

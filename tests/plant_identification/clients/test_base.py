@@ -355,3 +355,14 @@ def test_no_retry_into_a_circuit_that_opened_while_the_call_was_out(retrying, mo
     with pytest.raises(ProviderUnavailableError):
         retrying.identify(make_request())
     assert len(mocked_responses.calls) == 1
+
+
+def test_no_retry_once_other_calls_are_failing_too(retrying, mocked_responses):
+    """The first failure of an outage may be retried; the next ones, with failures already counted, are not."""
+    mocked_responses.post(URL, status=503, body="busy")
+    attempts = []
+    for index in range(3):
+        with pytest.raises(ProviderUnavailableError) as caught:
+            retrying.identify(make_request(color=(60, 60, 10 * index)))
+        attempts.append(caught.value.attempts)
+    assert attempts == [2, 1, 1]
