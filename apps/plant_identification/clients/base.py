@@ -152,12 +152,15 @@ class BaseProviderClient:
         while True:
             try:
                 answer = self._interpret(self._send(outbound))
-                return dataclasses.replace(answer, attempts=attempt) if attempt > 1 else answer
             except ProviderError as exc:
                 exc.attempts = attempt
+                previous_failed = self.retry_budget.record_attempt(failed=exc.counts_as_outage)
                 wait = backoff_seconds()
-                if not self._may_retry(exc, attempt, started, wait, deadline):
+                if previous_failed or not self._may_retry(exc, attempt, started, wait, deadline):
                     raise
+            else:
+                self.retry_budget.record_attempt(failed=False)
+                return dataclasses.replace(answer, attempts=attempt) if attempt > 1 else answer
             self.sleep(wait)
             attempt += 1
 
@@ -168,12 +171,8 @@ class BaseProviderClient:
         resume = time.monotonic() + wait + MIN_ROOM  # the retry must be able to finish in the timeout and deadline
         if resume - started > self.timeout or (deadline is not None and resume > deadline):
             return False
-        if settings.CIRCUIT_BREAKER_ENABLED:
-            # A blip is a failure among successes; once other calls are failing too (the circuit counts
-            # failures, or has opened meanwhile) it is an outage, and a retry would only add load.
-            circuit = self.breaker.snapshot()
-            if circuit.state == CircuitState.OPEN or circuit.fail_count:
-                return False
+        if settings.CIRCUIT_BREAKER_ENABLED and self.breaker.current_state == CircuitState.OPEN:
+            return False  # the circuit opened while this call was out (another call tripped it): not into it
         if not self.retry_budget.try_spend():
             logger.info("provider=%s no retry: the retry budget is spent (%s)", self.provider.value, exc.message)
             return False

@@ -6,8 +6,9 @@ because a provider's 500 under load is as transient as a proxy's 502, and an err
 Never a timeout (slow, and the provider may be working on it, and billing it), a 4xx, a 429 or a 401/403.
 
 At most ``PROVIDER_MAX_RETRIES`` (0 or 1) per call, after a short jittered backoff, only while the provider
-timeout and the request deadline leave room, and only while the provider's circuit counts no other failure
-(a failure among successes is a blip; failures in a row are an outage, which a retry only feeds). A
+timeout and the request deadline leave room, only after an attempt in this worker that did not fail (a
+failure among successes is a blip; failures in a row are an outage, which a retry only feeds), and never
+into a circuit that opened meanwhile. A
 per-worker, per-provider budget (Finagle's and Envoy's model) bounds the rest: over the last
 ``PROVIDER_RETRY_BUDGET_WINDOW`` seconds, retries may be at most ``PROVIDER_RETRY_BUDGET_PERCENT`` of the
 calls, plus ``PROVIDER_RETRY_BUDGET_FLOOR`` retries that are always allowed.
@@ -40,13 +41,21 @@ class RetryBudget:
         self.clock = clock
         self._calls: deque[float] = deque()
         self._retries: deque[float] = deque()
+        self._last_failed = False
         self._lock = threading.Lock()
 
     def reset(self) -> None:
-        """Forget every call and retry seen so far."""
+        """Forget every call, attempt and retry seen so far."""
         with self._lock:
             self._calls.clear()
             self._retries.clear()
+            self._last_failed = False
+
+    def record_attempt(self, *, failed: bool) -> bool:
+        """Note how an attempt ended (failed: an outage-like failure); returns whether the one before failed."""
+        with self._lock:
+            previous, self._last_failed = self._last_failed, failed
+            return previous
 
     def record_call(self) -> None:
         """Count one logical call (it earns the budget its share of a retry)."""

@@ -1,5 +1,8 @@
 """The base client's mechanics, once, through a minimal provider: cache, sessions, errors, secrets, leases."""
 
+import contextlib
+import itertools
+import json
 import threading
 import time
 
@@ -314,36 +317,37 @@ def test_no_retry_when_the_timeout_leaves_no_room(settings, mocked_responses):
     assert len(mocked_responses.calls) == 1
 
 
-def test_the_retry_budget_caps_retries_during_an_outage(retrying, mocked_responses):
-    """An outage: 20 calls in the window earn 3 (floor) + 20 % x 20 = 7 retries, not 20."""
-    mocked_responses.post(URL, status=503, body="busy")
-    attempts = []
-    for index in range(20):
-        with pytest.raises(ProviderUnavailableError) as caught:
-            retrying.identify(make_request(color=(10 * index, 60, 60)))
-        attempts.append(caught.value.attempts)
-        breaker_for(retrying.provider).close()  # keep the circuit out of it: this is about the budget
+def blips(mocked_responses) -> None:
+    """Every other request fails with a 503: each call's first attempt fails, and its retry would succeed."""
+    answers = itertools.cycle([(503, {}, "busy"), (200, {}, json.dumps(OK_BODY))])
+    mocked_responses.add_callback("POST", URL, callback=lambda _request: next(answers))
 
-    assert sum(attempts) - len(attempts) == 3 + 4  # the floor, plus 20 % of the 20 calls
-    assert len(mocked_responses.calls) == sum(attempts)
+
+PHOTOS = itertools.count()
+
+
+def retries_made(client, calls: int) -> int:
+    made = 0
+    for _ in range(calls):
+        index = next(PHOTOS)  # a new photo each call: never a cached answer
+        with contextlib.suppress(ProviderUnavailableError):  # no retry was allowed: the call failed
+            made += client.identify(make_request(color=(8 * (index % 32), 8 * (index // 32 % 32), 60))).attempts - 1
+        breaker_for(client.provider).close()  # keep the circuit out of it: this is about the budget
+    return made
+
+
+def test_the_retry_budget_caps_retries(retrying, mocked_responses):
+    """20 calls in the window earn 3 retries (the floor) + 20 % of 20 = 7, whatever else would be retryable."""
+    blips(mocked_responses)
+    assert retries_made(retrying, 20) == 3 + 4
 
 
 def test_the_retry_budget_refills_as_its_window_slides(retrying, mocked_responses, settings):
     settings.PROVIDER_RETRY_BUDGET_PERCENT = 0  # the floor alone
-    mocked_responses.post(URL, status=503, body="busy")
-
-    def retries_for(calls: int) -> int:
-        total = 0
-        for index in range(calls):
-            with pytest.raises(ProviderUnavailableError) as caught:
-                retrying.identify(make_request(color=(60, 10 * index, 60)))
-            breaker_for(retrying.provider).close()
-            total += caught.value.attempts - 1
-        return total
-
-    assert retries_for(5) == 3
+    blips(mocked_responses)
+    assert retries_made(retrying, 5) == 3
     retrying.budget_clock.advance(settings.PROVIDER_RETRY_BUDGET_WINDOW)
-    assert retries_for(5) == 3
+    assert retries_made(retrying, 5) == 3
 
 
 def test_no_retry_into_a_circuit_that_opened_while_the_call_was_out(retrying, mocked_responses):
@@ -357,12 +361,18 @@ def test_no_retry_into_a_circuit_that_opened_while_the_call_was_out(retrying, mo
     assert len(mocked_responses.calls) == 1
 
 
-def test_no_retry_once_other_calls_are_failing_too(retrying, mocked_responses):
-    """The first failure of an outage may be retried; the next ones, with failures already counted, are not."""
-    mocked_responses.post(URL, status=503, body="busy")
-    attempts = []
-    for index in range(3):
-        with pytest.raises(ProviderUnavailableError) as caught:
-            retrying.identify(make_request(color=(60, 60, 10 * index)))
-        attempts.append(caught.value.attempts)
-    assert attempts == [2, 1, 1]
+def test_no_retry_right_after_a_failed_attempt(retrying, mocked_responses):
+    """A failure among successes is retried; failures in a row (an outage) are not, until an attempt succeeds."""
+    for status in (503, 503, 503, 200, 503, 200):
+        mocked_responses.post(URL, status=status, body="busy") if status != 200 else mocked_responses.post(
+            URL, json=OK_BODY
+        )
+    outcomes = []
+    for index in range(4):
+        try:
+            outcomes.append(retrying.identify(make_request(color=(60, 60, 10 * index))).attempts)
+        except ProviderUnavailableError as exc:
+            outcomes.append(f"failed after {exc.attempts}")
+        breaker_for(retrying.provider).close()
+    # 503 then retry 503; then 503 right after a failed attempt (no retry); then 200; then 503 retried into 200
+    assert outcomes == ["failed after 2", "failed after 1", 1, 2]
