@@ -75,11 +75,30 @@ def trial_call(breaker, results: list) -> None:
         results.append("rejected")
 
 
+def sequenced_call(breaker, results: list) -> None:
+    """Take the next call of a fleet-wide sequence (``x`` fails, ``.`` succeeds) and make it in its turn, so
+    the calls of every process reach the breaker in one known order."""
+    pattern = redis.get(f"{PREFIX}:pattern").decode()
+    while (index := redis.incr(f"{PREFIX}:ticket") - 1) < len(pattern):
+        while int(redis.get(f"{PREFIX}:turn") or 0) != index:
+            time.sleep(0.001)
+        try:
+            with breaker.protect():
+                if pattern[index] == "x":
+                    raise ProviderUnavailableError("plant_id", "HTTP 503")
+            results.append([index, "ok"])
+        except ProviderUnavailableError:
+            results.append([index, "failed"])
+        except ProviderCircuitOpenError:
+            results.append([index, "rejected"])
+        redis.incr(f"{PREFIX}:turn")
+
+
 def main() -> None:
     scenario, threads = sys.argv[1], int(sys.argv[3])
     breaker = breaker_for(Provider.PLANT_ID)
     breaker.clock = shared_clock
-    target = {"trip": failing_call, "trial": trial_call}[scenario]
+    target = {"trip": failing_call, "trial": trial_call, "sequence": sequenced_call}[scenario]
     results: list = []
     redis.incr(f"{PREFIX}:ready")
     wait_for(f"{PREFIX}:go")

@@ -38,13 +38,14 @@ class Fleet:
     def count(self, name: str) -> int:
         return int(self.redis.get(f"{self.prefix}:{name}") or 0)
 
-    def run(self, scenario: str, *, release_after_ready: bool = False) -> list[dict]:
+    def run(self, scenario: str, *, release_after_ready: bool = False, env: dict | None = None) -> list[dict]:
         env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "tests.settings",
             "PLANT_ID_CIRCUIT_FAIL_MAX": "10",
             "PLANT_ID_CIRCUIT_RESET_TIMEOUT": "60",
             "PLANT_ID_CIRCUIT_SUCCESS_THRESHOLD": "2",
+            **(env or {}),
         }
         for key in ("go", "ready", "release", "running", "peak", "rejected"):
             self.redis.delete(f"{self.prefix}:{key}")
@@ -125,3 +126,18 @@ def test_fleet_trips_once_and_half_open_admits_one_trial(fleet):
     events = Counter(event for report in reports for event in report["events"])
     assert events == {"half-open>closed": 1}
     assert breaker_for(Provider.PLANT_ID).current_state == "closed"
+
+
+def test_the_failure_rate_is_measured_fleet_wide(fleet):
+    """16 calls from 32 threads in 8 processes, in a fixed order: 30 % then 40 % of the last 10 fail (closed),
+    then 50 % (the 12th call opens it for every process)."""
+    pattern = "..x..x..x.xx...."
+    fleet.redis.set(f"{fleet.prefix}:pattern", pattern)
+    rate = {"PLANT_ID_CIRCUIT_FAILURE_RATE": "50", "PLANT_ID_CIRCUIT_WINDOW": "10", "PLANT_ID_CIRCUIT_MIN_CALLS": "6"}
+    reports = fleet.run("sequence", env=rate)
+
+    seen = dict(result for report in reports for result in report["results"])
+    expected = ["failed" if call == "x" else "ok" for call in pattern[:12]] + ["rejected"] * 4
+    assert [seen[index] for index in range(len(pattern))] == expected
+    assert Counter(event for report in reports for event in report["events"]) == {"closed>open": 1}
+    assert len({index for report in reports for index, _ in report["results"]}) == len(pattern)
