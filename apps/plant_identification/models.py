@@ -4,6 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.utils.functional import cached_property
 
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.types import ProviderStatus
@@ -37,15 +38,17 @@ class Identification(models.Model):
     top_scientific_name = models.CharField(max_length=255, blank=True, db_index=True)
     scientific_names = models.TextField(blank=True, help_text="every suggested name, for search")
 
-    # The provider results written together with this row, when the service has them at hand: reading them
-    # back for the response then costs no query. Not a database field.
-    stored_results: list | None = None
-
     class Meta:
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"{self.top_scientific_name or 'no match'} ({self.created_at:%Y-%m-%d %H:%M})"
+
+    @cached_property
+    def results(self) -> list["ProviderResult"]:
+        """Each provider's part, read once (from a prefetch when there is one). The identify service sets it to
+        the rows it has just written, so answering costs no query to read them back."""
+        return list(self.provider_results.all())
 
 
 class ProviderResult(models.Model):

@@ -92,14 +92,12 @@ class IdentifyInputSerializer(serializers.Serializer):
 
 
 class ProviderEntrySerializer(serializers.Serializer):
-    """How one provider took part: its status, how long it took, whether its answer came from the cache."""
+    """How one provider took part: its status, how long it took, whether its answer came from the cache (the
+    schema of a ``providers`` entry; ``ProvidersField`` writes the same keys)."""
 
     status = serializers.ChoiceField(choices=[s.value for s in ProviderStatus])
     latency_ms = serializers.IntegerField(allow_null=True)
     cached = serializers.BooleanField()
-
-
-NOT_CONFIGURED_ENTRY = {"status": ProviderStatus.NOT_CONFIGURED.value, "latency_ms": None, "cached": False}
 
 
 @extend_schema_field(serializers.DictField(child=ProviderEntrySerializer()))
@@ -110,19 +108,23 @@ class ProvidersField(serializers.Field):
         super().__init__(read_only=True, **kwargs)
 
     def to_representation(self, parts) -> dict[str, dict]:
+        # Plain dicts, not a serializer per entry: this runs on every answer, and the entries are three scalars.
         by_provider = {str(part.provider): part for part in parts}
-        return {
-            provider.value: ProviderEntrySerializer(by_provider[provider.value]).data
-            if provider.value in by_provider
-            else dict(NOT_CONFIGURED_ENTRY)
-            for provider in Provider
-        }
+        body = {}
+        for provider in Provider:
+            part = by_provider.get(provider.value)
+            body[provider.value] = {
+                "status": str(part.status) if part else ProviderStatus.NOT_CONFIGURED.value,
+                "latency_ms": part.latency_ms if part else None,
+                "cached": bool(part.cached) if part else False,
+            }
+        return body
 
 
 class IdentificationOutputSerializer(serializers.ModelSerializer):
     """The identify response body, the same when the identification is read back later."""
 
-    providers = ProvidersField(source="provider_results.all")
+    providers = ProvidersField(source="results")
 
     class Meta:
         model = Identification

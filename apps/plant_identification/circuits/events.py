@@ -3,10 +3,11 @@
 A transition happens in whichever thread made the call, often a provider thread that never touches the ORM.
 It is pushed at once onto its circuit's list in Redis (through the circuit's store, so a Redis outage costs
 no more than the store's back-off allows), where it survives the worker that made it (killed, or idle from
-then on); ``circuit_events_flush()`` moves what is waiting into ``CircuitEvent`` rows and is called by the
-identify service, staff overrides and the admin's circuit pages, in any worker. Without Redis, or while it
-is unreachable, a transition waits in this process's memory instead, and is lost if the process exits before
-its next flush (the log line remains): the admin says so.
+then on). ``circuit_events_flush()`` moves what is waiting into ``CircuitEvent`` rows: staff overrides and
+the admin's circuit pages call it each time; the identify service calls it when due (this process recorded
+a transition, or ``SWEEP_INTERVAL`` has passed: other workers' transitions), so an ordinary request pays
+nothing. Without Redis, or while it is unreachable, a transition waits in this process's memory instead,
+and is lost if the process exits before its next flush (the log line remains): the admin says so.
 """
 
 import json
@@ -14,6 +15,8 @@ import logging
 import os
 import queue
 import socket
+import threading
+import time
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -24,6 +27,7 @@ from apps.plant_identification.circuits.states import CircuitState
 logger = logging.getLogger(__name__)
 
 FLUSH_BATCH = 500
+SWEEP_INTERVAL = 30.0  # seconds between a worker's looks for transitions other workers left in Redis
 
 
 def worker_id() -> str:
@@ -53,6 +57,8 @@ class PendingCircuitEvent:
 
 
 _local: "queue.SimpleQueue[PendingCircuitEvent]" = queue.SimpleQueue()
+_recorded = threading.Event()  # this process recorded a transition since its last flush
+_next_sweep = 0.0  # time.monotonic() of this process's next look at the other workers' transitions
 
 
 class CircuitEventListener(pybreaker.CircuitBreakerListener):
@@ -78,6 +84,7 @@ class CircuitEventListener(pybreaker.CircuitBreakerListener):
             )
             if not cb.store.push_event(event.to_json()):
                 _local.put(event)
+            _recorded.set()
         except Exception:  # a listener must never break the breaker
             logger.exception("[CIRCUIT] could not record a transition")
 
@@ -98,10 +105,20 @@ def circuit_events_pending() -> list[PendingCircuitEvent]:
     return sorted(events, key=lambda event: event.at)
 
 
-def circuit_events_flush() -> int:
-    """Write every waiting transition to the database; returns how many were written."""
+def circuit_events_flush(*, when_due: bool = False, now: float | None = None) -> int:
+    """Write every waiting transition to the database; returns how many were written.
+
+    With ``when_due``, only if this process recorded a transition since its last flush or its next sweep is
+    due at ``now`` (``time.monotonic()`` seconds; tests pass their own).
+    """
     from apps.plant_identification.models import Circuit, CircuitEvent
 
+    global _next_sweep
+    now = time.monotonic() if now is None else now
+    if when_due and not _recorded.is_set() and now < _next_sweep:
+        return 0
+    _recorded.clear()
+    _next_sweep = now + SWEEP_INTERVAL
     events = circuit_events_pending()
     try:
         for provider in {event.provider for event in events}:

@@ -82,7 +82,7 @@ def plant_identify(
 
 def _flush_circuit_events() -> None:
     try:
-        circuit_events_flush()
+        circuit_events_flush(when_due=True)
     except Exception:  # the history is best effort here; the transitions wait for the next flush
         logger.exception("[CIRCUIT] could not store circuit events")
 
@@ -116,7 +116,7 @@ def identification_store(
     )
     # One INSERT per provider: bulk_create's UNNEST form makes psycopg escape the JSON payloads into text arrays,
     # which costs more than the extra round trip for two rows.
-    for o in outcomes.values():
+    identification.results = [
         ProviderResult.objects.create(
             identification=identification,
             provider=o.provider.value,
@@ -129,4 +129,6 @@ def identification_store(
             error_detail=o.error_detail or "",
             raw_payload=o.answer.raw if o.answer else None,
         )
+        for o in outcomes.values()
+    ]
     return identification

@@ -6,7 +6,7 @@ import socket
 import pytest
 
 from apps.plant_identification.circuits.breaker import breaker_for
-from apps.plant_identification.circuits.events import circuit_events_flush, circuit_events_pending
+from apps.plant_identification.circuits.events import SWEEP_INTERVAL, circuit_events_flush, circuit_events_pending
 from apps.plant_identification.models import CircuitEvent
 from apps.plant_identification.providers import Provider
 
@@ -63,3 +63,14 @@ def test_without_redis_a_transition_waits_in_its_own_process(redis_unreachable):
     assert [(e.provider, e.to_state, e.worker) for e in events] == [
         ("plant_id", "open", f"{socket.gethostname()}:{os.getpid()}")
     ]
+
+
+@pytest.mark.slow
+def test_identify_stores_its_own_transitions_at_once_and_other_workers_at_each_sweep():
+    breaker_for(Provider.PLANT_ID).open()  # made here
+    assert circuit_events_flush(when_due=True, now=0.0) == 1
+
+    child = in_forked_worker(lambda: breaker_for(Provider.PLANTNET).open())  # made by another worker
+    assert circuit_events_flush(when_due=True, now=1.0) == 0  # not due: an ordinary request pays nothing
+    assert circuit_events_flush(when_due=True, now=SWEEP_INTERVAL) == 1
+    assert CircuitEvent.objects.filter(worker__endswith=f":{child}").exists()
