@@ -108,6 +108,7 @@ if ARGV[4] ~= '1' then
   return ''
 end
 if redis.call('ZREM', KEYS[2], ARGV[3]) == 0 or state ~= HALF_OPEN then return '' end
+redis.call('HSET', KEYS[1], 'fail', 0)
 if redis.call('HINCRBY', KEYS[1], 'succ', 1) >= tonumber(ARGV[2]) then
   close()
   return HALF_OPEN .. '>' .. CLOSED
@@ -126,6 +127,7 @@ local state = f[1] or CLOSED
 local fail = tonumber(f[2]) or 0
 if ARGV[4] == '1' then
   if redis.call('ZREM', KEYS[2], ARGV[3]) == 0 or state ~= HALF_OPEN then return {'', fail} end
+  fail = redis.call('HINCRBY', KEYS[1], 'fail', 1)
   open(now, nil, FAILURES)
   return {HALF_OPEN .. '>' .. OPEN, fail}
 end
@@ -164,6 +166,18 @@ local before = redis.call('HGET', KEYS[1], 'state') or CLOSED
 local seconds = num(ARGV[2])
 open(now, now + seconds, ARGV[3])
 return before .. '>' .. OPEN
+"""
+)
+
+# ARGV: now, reason
+HALF_OPEN = (
+    PRELUDE
+    + """
+local before = redis.call('HGET', KEYS[1], 'state') or CLOSED
+redis.call('HSET', KEYS[1], 'state', HALF_OPEN, 'succ', 0, 'reason', ARGV[2])
+redis.call('HDEL', KEYS[1], 'pinned_until', 'wfail')
+redis.call('DEL', KEYS[2], KEYS[4])
+return before .. '>' .. HALF_OPEN
 """
 )
 

@@ -3,12 +3,13 @@
 ``lua.py`` implements the same rules as Redis scripts (the shared path); the two are written separately and
 held together by tests that run both against one reference model (``tests/.../circuits/test_state_machine.py``).
 
-A circuit record holds: ``state`` (closed, open, half-open), ``fail`` (consecutive counted failures while
-closed), ``succ`` (trial successes while half-open), ``opened_at``, ``open_until`` (an explicit reopen
-time: a quota reset, ``inf`` until staff close it, or None for ``opened_at + reset_timeout``), ``reason``
-(failures, quota, credentials, forced), ``pinned_until`` (failures are not counted before then: a forced
-close with an expiry), ``trials`` (lease id -> expiry of the half-open trial calls in flight) and ``window``
-(the outcomes of the latest calls while closed, oldest first, True for a failure: the failure-rate rule).
+A circuit record holds: ``state`` (closed, open, half-open), ``fail`` (consecutive counted failures, as
+pybreaker's ``fail_counter``: a success resets it, a failed half-open trial adds one), ``succ`` (trial
+successes while half-open), ``opened_at``, ``open_until`` (an explicit reopen time: a quota reset, ``inf``
+until staff close it, or None for ``opened_at + reset_timeout``), ``reason`` (failures, quota, credentials,
+forced), ``pinned_until`` (failures are not counted before then: a forced close with an expiry), ``trials``
+(lease id -> expiry of the half-open trial calls in flight) and ``window`` (the outcomes of the latest calls
+while closed, oldest first, True for a failure: the failure-rate rule).
 
 Two rules open a closed circuit: ``fail_max`` consecutive counted failures (the default), or, when
 ``failure_rate`` is set, that share of failures (percent) among the last ``window`` calls once at least
@@ -107,7 +108,7 @@ def success(record: CircuitRecord, config: CircuitConfig, now: float, lease_id: 
         return None
     if record.trials.pop(lease_id, None) is None or record.state != HALF_OPEN:
         return None  # a stale trial: its lease expired or the circuit moved on
-    record.succ += 1
+    record.fail, record.succ = 0, record.succ + 1
     if record.succ >= config.success_threshold:
         _close(record)
         return (HALF_OPEN, CLOSED)
@@ -119,6 +120,7 @@ def failure(record: CircuitRecord, config: CircuitConfig, now: float, lease_id: 
     if trial:
         if record.trials.pop(lease_id, None) is None or record.state != HALF_OPEN:
             return None
+        record.fail += 1
         _open(record, now, None, OpenReason.FAILURES)
         return (HALF_OPEN, OPEN)
     if record.state != CLOSED or _pinned(record, now):
@@ -155,6 +157,14 @@ def hold_open(record: CircuitRecord, now: float, seconds: float, reason: str):
     before = record.state
     _open(record, now, now + seconds if math.isfinite(seconds) else math.inf, reason)
     return (before, OPEN)
+
+
+def half_open(record: CircuitRecord, reason: str):
+    """Half-open now whatever the state: the next calls are trials. Returns the transition."""
+    before = record.state
+    record.state, record.succ, record.trials, record.reason = HALF_OPEN, 0, {}, reason
+    record.pinned_until, record.window = None, []
+    return (before, HALF_OPEN)
 
 
 def force_close(record: CircuitRecord, now: float, pin_seconds: float | None):

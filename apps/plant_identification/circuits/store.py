@@ -71,9 +71,8 @@ class CircuitStore:
         raw = self._shared("SUCCESS", config.success_threshold, lease_id, int(trial), window)
         if raw is None:
             return self._local_op(rules.success, config, lease_id=lease_id, trial=trial)
-        if not trial:
-            with self._lock:
-                self.local.fail = 0
+        with self._lock:
+            self.local.fail = 0
         return _transition(_text(raw))
 
     def failure(self, config: CircuitConfig, lease_id: str, *, trial: bool) -> tuple[str, str] | None:
@@ -98,6 +97,13 @@ class CircuitStore:
         raw = self._shared("HOLD_OPEN", "inf" if math.isinf(seconds) else seconds, reason)
         with self._lock:
             transition = rules.hold_open(self.local, self._now(), seconds, reason)
+        return _transition(_text(raw)) if raw is not None else transition
+
+    def half_open(self, reason: str) -> tuple[str, str]:
+        """Half-open now: the next calls are trials."""
+        raw = self._shared("HALF_OPEN", reason)
+        with self._lock:
+            transition = rules.half_open(self.local, reason)
         return _transition(_text(raw)) if raw is not None else transition
 
     def force_close(self, pin_seconds: float | None) -> tuple[str, str]:

@@ -59,13 +59,14 @@ class ReferenceCircuit:
                     self.remember("ok")
             return
         if self.trials.pop(lease, None) is not None and self.state == "half-open":
-            self.successes += 1
+            self.failures, self.successes = 0, self.successes + 1  # pybreaker resets its fail_counter on success
             if self.successes >= self.config.success_threshold:
                 self.close()
 
     def fail(self, now: float, lease: str, trial: bool) -> None:
         if trial:
             if self.trials.pop(lease, None) is not None and self.state == "half-open":
+                self.failures += 1  # pybreaker counts a failed trial too
                 self.open(now + self.config.reset_timeout)
             return
         if self.state != "closed" or self.is_pinned(now):
@@ -90,6 +91,9 @@ class ReferenceCircuit:
         self.state, self.reopen_at, self.successes, self.trials, self.pinned_until = "open", reopen_at, 0, {}, None
         self.recent = []
 
+    def half_open(self) -> None:
+        self.state, self.successes, self.trials, self.pinned_until, self.recent = "half-open", 0, {}, None, []
+
     def close(self, pinned_until=None) -> None:
         self.state, self.failures, self.successes, self.trials = "closed", 0, 0, {}
         self.reopen_at, self.pinned_until, self.recent = None, pinned_until, []
@@ -112,6 +116,9 @@ class RulesAdapter:
 
     def hold_open(self, seconds):
         rules.hold_open(self.record, self.clock(), seconds, OpenReason.QUOTA)
+
+    def half_open(self):
+        rules.half_open(self.record, OpenReason.FORCED)
 
     def force_close(self, pin):
         rules.force_close(self.record, self.clock(), pin)
@@ -137,6 +144,9 @@ class RedisAdapter:
 
     def hold_open(self, seconds):
         self.store.hold_open(seconds, OpenReason.QUOTA)
+
+    def half_open(self):
+        self.store.half_open(OpenReason.FORCED)
 
     def force_close(self, pin):
         self.store.force_close(pin)
@@ -205,12 +215,19 @@ class CircuitMachine(RuleBasedStateMachine):
     def time_passes(self, seconds):
         self.clock.advance(seconds)
 
-    @rule(action=st.sampled_from(["hold 5", "hold 60", "hold inf", "close", "close pinned"]), now=st.integers(0, 4))
+    @rule(
+        action=st.sampled_from(["hold 5", "hold 60", "hold inf", "half-open", "close", "close pinned"]),
+        now=st.integers(0, 4),
+    )
     def quota_or_staff(self, action, now):
-        """Now and then (one draw in five): a quota holds it open, or staff close it."""
+        """Now and then (one draw in five): a quota holds it open, or staff half-open or close it."""
         if now:
             return
-        if action.startswith("hold"):
+        if action == "half-open":
+            self.model.half_open()
+            for implementation in self.implementations:
+                implementation.half_open()
+        elif action.startswith("hold"):
             seconds = float(action.split()[1])
             self.model.open(self.clock() + seconds)
             for implementation in self.implementations:
@@ -225,10 +242,7 @@ class CircuitMachine(RuleBasedStateMachine):
     def same_state(self):
         expected = (self.model.state, self.model.failures)
         for implementation in self.implementations:
-            state, fail = implementation.state()
-            assert state == expected[0]
-            if state == "closed":
-                assert fail == expected[1]
+            assert implementation.state() == expected
 
     @invariant()
     def trials_never_exceed_the_limit(self):
