@@ -15,6 +15,7 @@ from apps.plant_identification.types import IdentifyRequest, ProviderAnswer, Sug
 DETAILS = (
     "common_names,url,description,taxonomy,synonyms,image,edible_parts,watering,propagation_methods,"
     "best_watering,best_light_condition,best_soil_type,toxicity,gbif_id,"
+    "name_authority,rank,inaturalist_id,images,common_uses,cultural_significance,"
     "local_name,treatment,classification,cause"
 )
 LANGUAGE = "en"
@@ -29,7 +30,18 @@ PLANT_DETAIL_KEYS = (
     "best_soil_type",
     "toxicity",
     "gbif_id",
+    "name_authority",
+    "rank",
+    "inaturalist_id",
+    "common_uses",
+    "cultural_significance",
+    "taxonomy",
+    "language",
 )
+# Licensed views: the value is unwrapped into the key, its citation and licence kept beside it.
+LICENSED_DETAIL_KEYS = ("description", "image")
+ATTRIBUTION_KEYS = ("citation", "license_name", "license_url")
+SIMILAR_IMAGE_KEYS = ("id", "url", "url_small", "similarity", "citation", "license_name", "license_url")
 DISEASE_DETAIL_KEYS = ("local_name", "description", "treatment", "classification", "cause", "common_names", "url")
 
 
@@ -41,6 +53,11 @@ OUT_OF_CREDITS = "sufficient number of available credits"  # only a top-up helps
 def _value(view: Any) -> Any:
     """Unwrap a ``{value, citation, ...}`` detail view; pass plain values and null through."""
     return view.get("value") if isinstance(view, dict) else view
+
+
+def _similar_images(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """A suggestion's similar photos (plants and diseases alike), every documented field, null when not sent."""
+    return [{key: image.get(key) for key in SIMILAR_IMAGE_KEYS} for image in item.get("similar_images") or []]
 
 
 class PlantIdClient(BaseProviderClient):
@@ -74,7 +91,10 @@ class PlantIdClient(BaseProviderClient):
     def parse_response(self, payload: Any) -> ProviderAnswer:
         result = payload["result"]
         is_plant = result.get("is_plant")
-        suggestions = result["classification"]["suggestions"]
+        classification = result.get("classification")
+        if classification is None and "disease" not in result:
+            raise KeyError("classification")  # only a health-only answer (health=only) comes without one
+        suggestions = [] if classification is None else classification["suggestions"]
         if isinstance(suggestions, dict):  # classification_raw form
             suggestions = suggestions.get("species") or []
         parsed = tuple(self._suggestion(item) for item in suggestions)
@@ -100,12 +120,14 @@ class PlantIdClient(BaseProviderClient):
                 "plant_id_entity": item.get("id"),
                 "description": _value(details.get("description")),
                 "image": _value(details.get("image")),
-                "similar_images": [
-                    {key: image.get(key) for key in ("url", "url_small", "similarity", "citation", "license_name")}
-                    for image in item.get("similar_images") or []
-                ],
+                "similar_images": _similar_images(item),
             }
         )
+        for key in LICENSED_DETAIL_KEYS:
+            if isinstance(details.get(key), dict):
+                extra[f"{key}_attribution"] = {name: details[key].get(name) for name in ATTRIBUTION_KEYS}
+        if details.get("images") is not None:
+            extra["representative_images"] = details["images"]  # not "images": Pl@ntNet's photos go by that name
         return Suggestion(
             scientific_name=item["name"],
             score=float(item["probability"]),
@@ -124,8 +146,11 @@ class PlantIdClient(BaseProviderClient):
         diseases = []
         for item in (disease or {}).get("suggestions") or []:
             details = item.get("details") or {}
-            entry = {"name": item["name"], "probability": float(item["probability"])}
+            entry = {"id": item.get("id"), "name": item["name"], "probability": float(item["probability"])}
+            if item.get("redundant") is not None:
+                entry["redundant"] = item["redundant"]  # whether a more specific suggestion supersedes this one
             entry.update({key: details[key] for key in DISEASE_DETAIL_KEYS if details.get(key) is not None})
+            entry["similar_images"] = _similar_images(item)
             diseases.append(entry)
         return {
             "is_healthy": {"probability": is_healthy.get("probability"), "binary": is_healthy.get("binary")}

@@ -71,14 +71,19 @@ class PlantNetClient(BaseProviderClient):
         species = item["species"]
         gbif_id = (item.get("gbif") or {}).get("id")
         details = {
+            "name_authority": species.get("scientificName") or None,  # the name with its authorship
             "gbif_id": str(gbif_id) if gbif_id is not None else None,
             "powo_id": (item.get("powo") or {}).get("id"),
+            "iucn_id": (item.get("iucn") or {}).get("id"),
             "iucn_category": (item.get("iucn") or {}).get("category"),
             "images": [
                 {
                     "organ": image.get("organ"),
                     "url": (image.get("url") or {}).get("m"),
                     "url_small": (image.get("url") or {}).get("s"),
+                    "url_original": (image.get("url") or {}).get("o"),
+                    "author": image.get("author"),
+                    "date": image.get("date"),
                     "citation": image.get("citation"),
                     "license": image.get("license"),
                 }

@@ -1,17 +1,19 @@
 """The sandbox HTTP server: Plant.id v3 and Pl@ntNet v2 routes, plus a small control API.
 
 Routes (all under ``/sandbox/``):
-- ``POST plant-id/api/v3/identification`` (201), ``GET plant-id/api/v3/usage_info``;
-- ``POST plantnet/v2/identify/<project>?api-key=...`` (200);
-- ``GET/POST _control/faults`` (read / merge the fault plan), ``GET _control/stats``, ``POST _control/reset``.
+- ``plant-id/api/v3/``: ``POST identification`` and ``POST health_assessment`` (201, ``?async=true`` answers
+  ``CREATED`` without a result), ``GET`` / ``DELETE identification/<access token or custom_id>``,
+  ``POST identification/<token>/feedback``, ``GET usage_info``; errors are plain-text sentences;
+- ``plantnet/v2/``: ``POST identify/<project>?api-key=...`` (multipart files) and ``GET`` the same with image
+  URLs (200); errors are Boom JSON bodies;
+- ``_control/``: ``GET/POST faults`` (read / merge the fault plan), ``GET stats``, ``POST reset``.
+
+The fault plan applies to the identification requests (the ones that cost credits or quota).
 """
 
-import base64
-import binascii
-import email.parser
-import hashlib
 import json
 import logging
+import re
 import socket
 import struct
 import threading
@@ -22,22 +24,35 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from apps.plant_identification.sandbox import SANDBOX_PATH
-from apps.plant_identification.sandbox.catalogue import CATALOGUE, species_for
 from apps.plant_identification.sandbox.faults import FaultPlan
-from apps.plant_identification.sandbox.responses import boom, plant_id_identification, plantnet_identification
+from apps.plant_identification.sandbox.plant_id_answers import (
+    PROCESSING_SECONDS,
+    StoredIdentification,
+    identification_body,
+)
+from apps.plant_identification.sandbox.plant_id_request import (
+    BadRequest,
+    plant_id_request,
+    query_details,
+    query_language,
+)
+from apps.plant_identification.sandbox.plantnet import BoomError, boom, plantnet_identification, plantnet_request
+from apps.plant_identification.sandbox.store import OUT_OF_CREDITS, PlantIdStore, new_access_token
 
 logger = logging.getLogger(__name__)
 
 PLANT_ID = f"{SANDBOX_PATH}plant-id/api/v3"
 PLANTNET = f"{SANDBOX_PATH}plantnet/v2"
 CONTROL = f"{SANDBOX_PATH}_control"
-ORGANS = {"leaf", "flower", "fruit", "bark", "auto", "habit", "other"}
-PLANTNET_MAX_BYTES = 50 * 1024 * 1024
 PLANTNET_DAILY_QUOTA = 500
+PLANT_ID_CREDITS = 100_000
+IDENTIFICATION = re.compile(r"/identification/(?P<key>[^/]+)(?P<feedback>/feedback)?")
 # Plant.id's plain-text error sentences, as its API sends them.
+NO_API_KEY = "No api key provided."
+NO_SUCH_IDENTIFICATION = "The requested identification does not exist."
 PLANT_ID_ERRORS = {
     401: "The specified api key not found.",
-    429: "The specified api key does not have sufficient number of available credits.",
+    429: OUT_OF_CREDITS,
 }
 
 
@@ -47,11 +62,15 @@ def _seconds_to_utc_midnight() -> int:
 
 
 class SandboxState:
-    """What the running sandbox knows: its fault plan, request counts and Pl@ntNet's daily counters."""
+    """What the running sandbox knows: its fault plan, request counts, Plant.id's identifications and credits,
+    and Pl@ntNet's daily counters."""
 
-    def __init__(self, seed: int = 0, plantnet_daily_quota: int = PLANTNET_DAILY_QUOTA) -> None:
+    def __init__(
+        self, seed: int = 0, plantnet_daily_quota: int = PLANTNET_DAILY_QUOTA, plant_id_credits: int = PLANT_ID_CREDITS
+    ) -> None:
         self.faults = FaultPlan(seed)
         self.plantnet_daily_quota = plantnet_daily_quota
+        self.plant_id = PlantIdStore(plant_id_credits)
         self.stats: Counter = Counter()
         self.plantnet_used: Counter = Counter()
         self.lock = threading.Lock()
@@ -59,6 +78,13 @@ class SandboxState:
     def count(self, key: str) -> None:
         with self.lock:
             self.stats[key] += 1
+
+    def reset(self) -> None:
+        """Clear the counters: request counts, Pl@ntNet's daily use and Plant.id's used credits."""
+        with self.lock:
+            self.stats.clear()
+            self.plantnet_used.clear()
+        self.plant_id.reset_credits()
 
 
 class SandboxHandler(BaseHTTPRequestHandler):
@@ -76,38 +102,55 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ routing
     def do_GET(self):
-        path = urlsplit(self.path).path
-        if path == f"{CONTROL}/faults":
-            return self._json(200, self.state.faults.describe())
-        if path == f"{CONTROL}/stats":
-            return self._json(200, dict(self.state.stats))
-        if path == f"{PLANT_ID}/usage_info":
-            return self._usage_info()
-        return self._json(404, boom(404, "Not Found", "Not Found"))
+        self._dispatch()
 
-    def do_POST(self):
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_GET
+
+    def _dispatch(self) -> None:
         url = urlsplit(self.path)
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if url.path == f"{CONTROL}/faults":
+        query = parse_qs(url.query)
+        if url.path.startswith(f"{PLANT_ID}/"):
+            return self._plant_id(url.path.removeprefix(PLANT_ID), query, body)
+        if url.path.startswith(f"{PLANTNET}/"):
+            return self._plantnet_route(url.path.removeprefix(PLANTNET), query, body)
+        if url.path.startswith(f"{CONTROL}/"):
+            return self._control(url.path.removeprefix(CONTROL), body)
+        return self._json(404, {"detail": "Not found."})
+
+    def _control(self, path: str, body: bytes) -> None:
+        method = self.command
+        if (method, path) == ("GET", "/faults"):
+            return self._json(200, self.state.faults.describe())
+        if (method, path) == ("POST", "/faults"):
             try:
                 return self._json(200, self.state.faults.update(json.loads(body or b"{}")))
             except (ValueError, TypeError) as exc:
                 return self._json(400, {"detail": str(exc)})
-        if url.path == f"{CONTROL}/reset":
-            with self.state.lock:
-                self.state.stats.clear()
-                self.state.plantnet_used.clear()
+        if (method, path) == ("GET", "/stats"):
+            return self._json(200, dict(self.state.stats))
+        if (method, path) == ("POST", "/reset"):
+            self.state.reset()
             return self._json(200, {"reset": True})
-        if url.path == f"{PLANT_ID}/identification":
-            return self._provider("plant_id", self._plant_id, body, parse_qs(url.query))
-        if url.path.startswith(f"{PLANTNET}/identify/"):
-            return self._provider(
-                "plantnet", self._plantnet, body, parse_qs(url.query), project=url.path.rsplit("/", 1)[-1]
-            )
-        return self._json(404, boom(404, "Not Found", "Not Found"))
+        return self._json(404, {"detail": "Not found."})
+
+    def send_error(self, code, message=None, explain=None):
+        """Errors the HTTP layer raises itself (an unsupported method, a bad request line) in the format of
+        the provider whose path was asked, never the standard library's HTML page."""
+        path = urlsplit(getattr(self, "path", "") or "").path
+        self.close_connection = True
+        if path.startswith(f"{PLANT_ID}/"):
+            return self._text(405 if code == 501 else code, "Method not allowed." if code == 501 else message or "")
+        if path.startswith(f"{PLANTNET}/"):
+            status = 404 if code == 501 else code  # Hapi answers a method it has no route for with a 404
+            reason = self.responses.get(status, ("Error",))[0]
+            return self._json(status, boom(status, reason, reason))
+        return self._json(code, {"detail": message or self.responses.get(code, ("Error",))[0]})
 
     # ------------------------------------------------------------------ faults
-    def _provider(self, provider: str, answer, body: bytes, query: dict, **kwargs) -> None:
+    def _with_faults(self, provider: str, answer) -> None:
+        """Answer through the fault plan: ``answer(fault)`` runs for a normal call, or a fault that shapes the
+        answer itself (Plant.id ``not_plant``)."""
         self.state.count(f"{provider}:requests")
         fault, latency = self.state.faults.draw(provider)
         if fault:
@@ -121,9 +164,9 @@ class SandboxHandler(BaseHTTPRequestHandler):
             self.close_connection = True
             return None
         time.sleep(latency)
-        if fault:
+        if fault and fault != "not_plant":
             return self._fault(provider, fault)
-        return answer(body, query, **kwargs)
+        return answer(fault)
 
     def _fault(self, provider: str, fault: str) -> None:
         retry_after = self.state.faults.providers[provider].retry_after
@@ -144,9 +187,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             return self._text(
                 201 if provider == "plant_id" else 200, '{"result": {"classification": [', "application/json"
             )
-        if fault == "not_found":
-            return self._json(404, boom(404, "Not Found", "Species not found"))
-        return self._json(201, plant_id_identification(None, images=1, details=set(), health=False))  # not_plant
+        return self._json(404, boom(404, "Not Found", "Species not found"))  # not_found
 
     def _error(self, provider: str, status: int, reason: str, message: str, headers: dict | None = None) -> None:
         """An error as each provider sends it: Plant.id a plain-text sentence, Pl@ntNet a Boom JSON body."""
@@ -155,62 +196,95 @@ class SandboxHandler(BaseHTTPRequestHandler):
         return self._json(status, boom(status, reason, message), headers=headers)
 
     # ------------------------------------------------------------------ Plant.id v3
-    def _plant_id(self, body: bytes, query: dict) -> None:
-        if not self.headers.get("Api-Key"):
-            return self._text(401, "No api key provided.")
-        try:
-            payload = json.loads(body)
-            images = [base64.b64decode(image.split(",", 1)[-1], validate=True) for image in payload["images"]]
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            return self._text(400, "Invalid image data")
-        if not images or not all(images):
-            return self._text(400, "Missing image data")
-        details = set((query.get("details") or [""])[0].split(","))
-        answer = plant_id_identification(
-            species_for(images[0]),
-            images=len(images),
-            details=details,
-            health=payload.get("health") == "all",
-            latitude=payload.get("latitude"),
-            longitude=payload.get("longitude"),
-        )
-        self.state.count("plant_id:answered")
-        return self._json(201, answer)
+    def _plant_id(self, path: str, query: dict, body: bytes) -> None:
+        creating = {"/identification": False, "/health_assessment": True}
+        stored = IDENTIFICATION.fullmatch(path)
+        if path not in creating and path != "/usage_info" and not stored:
+            return self._text(404, "Not found.")
+        if path in creating or (stored and stored["feedback"]):
+            allowed = ("POST",)
+        else:
+            allowed = ("GET", "DELETE") if stored else ("GET",)
+        if self.command not in allowed:
+            return self._text(405, "Method not allowed.", headers={"Allow": ", ".join(allowed)})
+        api_key = self.headers.get("Api-Key")
+        if not api_key:
+            return self._text(401, NO_API_KEY)
+        if path in creating:
+            return self._with_faults(
+                "plant_id", lambda fault: self._plant_id_create(api_key, body, query, creating[path], fault)
+            )
+        if path == "/usage_info":
+            return self._json(200, self.state.plant_id.usage(api_key))
+        if stored["feedback"]:
+            return self._plant_id_feedback(stored["key"], body)
+        if self.command == "DELETE":
+            if not self.state.plant_id.delete(stored["key"]):
+                return self._text(404, NO_SUCH_IDENTIFICATION)
+            return self._json(200, True)
+        return self._plant_id_retrieve(stored["key"], query)
 
-    def _usage_info(self) -> None:
-        used = self.state.stats["plant_id:answered"]
-        return self._json(
-            200,
-            {
-                "active": True,
-                "credit_limits": {"day": None, "week": None, "month": None, "total": 100000},
-                "used": {"day": used, "week": used, "month": used, "total": used},
-                "can_use_credits": {"value": True, "reason": None},
-                "remaining": {"day": None, "week": None, "month": None, "total": 100000 - used},
-            },
+    def _plant_id_create(self, api_key: str, body: bytes, query: dict, assessment: bool, fault: str | None) -> None:
+        try:
+            request = plant_id_request(body, self.headers.get("Content-Type", ""), query)
+        except BadRequest as exc:
+            return self._text(400, str(exc))
+        now = time.time()
+        record = StoredIdentification(
+            access_token=new_access_token(),
+            request=request,
+            health_only=assessment or request.health == "only",
+            not_plant=fault == "not_plant",
+            created=now,
+            completed=None if request.asynchronous else now + PROCESSING_SECONDS,
         )
+        if not self.state.plant_id.charge(api_key, 2 if record.has_health else 1):  # health costs one more
+            return self._text(429, OUT_OF_CREDITS)
+        self.state.plant_id.add(record)
+        self.state.count("plant_id:answered")
+        return self._json(201, identification_body(record, request.details, request.language))
+
+    def _plant_id_retrieve(self, key: str, query: dict) -> None:
+        """The stored identification, with the detail views and language asked now (else those asked at first)."""
+        record = self.state.plant_id.retrieve(key, time.time())
+        if record is None:
+            return self._text(404, NO_SUCH_IDENTIFICATION)
+        try:
+            language = query_language(query) if "language" in query else record.request.language
+        except BadRequest as exc:
+            return self._text(400, str(exc))
+        details = query_details(query) or record.request.details
+        return self._json(200, identification_body(record, details, language))
+
+    def _plant_id_feedback(self, key: str, body: bytes) -> None:
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            return self._text(400, "Invalid json data")
+        if not isinstance(payload, dict):
+            return self._text(400, "Invalid json data")
+        feedback = {name: payload[name] for name in ("comment", "rating") if payload.get(name) is not None}
+        if not feedback:
+            return self._text(400, "Empty feedback provided.")
+        if not self.state.plant_id.add_feedback(key, feedback):
+            return self._text(404, NO_SUCH_IDENTIFICATION)
+        return self._json(200, True)
 
     # ------------------------------------------------------------------ Pl@ntNet v2
-    def _plantnet(self, body: bytes, query: dict, project: str) -> None:
+    def _plantnet_route(self, path: str, query: dict, body: bytes) -> None:
+        project = path.removeprefix("/identify/")
+        if project == path or not project or "/" in project or self.command not in ("GET", "POST"):
+            return self._json(404, boom(404, "Not Found", "Not Found"))
+        return self._with_faults("plantnet", lambda _fault: self._plantnet(project, query, body))
+
+    def _plantnet(self, project: str, query: dict, body: bytes) -> None:
         key = (query.get("api-key") or [""])[0]
         if not key:
             return self._error("plantnet", 401, "Unauthorized", "Invalid API key")
-        if len(body) > PLANTNET_MAX_BYTES:
-            return self._json(
-                413,
-                boom(
-                    413,
-                    "Payload Too Large",
-                    f"Payload content length greater than maximum allowed: {PLANTNET_MAX_BYTES}",
-                ),
-            )
-        images, organs = self._multipart(body)
-        if not 1 <= len(images) <= 5:
-            return self._json(400, boom(400, "Bad Request", '"images" must contain between 1 and 5 items'))
-        if len(organs) != len(images) or not set(organs) <= ORGANS:
-            return self._json(400, boom(400, "Bad Request", '"organs" must match "images", one valid organ each'))
-        if any(not image.startswith((b"\xff\xd8", b"\x89PNG")) for image in images):
-            return self._json(415, boom(415, "Unsupported Media Type", "only JPEG and PNG images are accepted"))
+        try:
+            request = plantnet_request(self.command, project, query, body, self.headers.get("Content-Type", ""))
+        except BoomError as exc:
+            return self._json(exc.status, exc.body)
         with self.state.lock:
             self.state.plantnet_used[key] += 1
             remaining = self.state.plantnet_daily_quota - self.state.plantnet_used[key]
@@ -220,32 +294,10 @@ class SandboxHandler(BaseHTTPRequestHandler):
         }
         if remaining < 0:
             return self._json(429, boom(429, "Too Many Requests", "Too Many Requests"), headers=headers)
-        ranked = species_for(images[0])
-        if ranked is None and (query.get("no-reject") or ["false"])[0] != "true":
+        if request.ranking is None and not request.no_reject:
             return self._json(404, boom(404, "Not Found", "Species not found"), headers=headers)
-        answer = plantnet_identification(
-            ranked or list(CATALOGUE),
-            project=project,
-            organs=organs,
-            image_ids=[hashlib.md5(image).hexdigest() for image in images],  # noqa: S324 - an id, not security
-            nb_results=int((query.get("nb-results") or ["5"])[0]),
-            related_images=(query.get("include-related-images") or ["false"])[0] == "true",
-            remaining=remaining,
-        )
         self.state.count("plantnet:answered")
-        return self._json(200, answer, headers=headers)
-
-    def _multipart(self, body: bytes) -> tuple[list[bytes], list[str]]:
-        content_type = self.headers.get("Content-Type", "")
-        message = email.parser.BytesParser().parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
-        images, organs = [], []
-        for part in message.get_payload() if message.is_multipart() else []:
-            name = part.get_param("name", header="content-disposition")
-            if name == "images":
-                images.append(part.get_payload(decode=True) or b"")
-            elif name == "organs":
-                organs.append((part.get_payload(decode=True) or b"").decode())
-        return images, organs
+        return self._json(200, plantnet_identification(request, remaining), headers=headers)
 
     # ------------------------------------------------------------------ replies
     def _json(self, status: int, payload, headers: dict | None = None) -> None:
@@ -261,7 +313,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
         for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(body)
 
 
 class SandboxServer(ThreadingHTTPServer):
@@ -287,8 +340,9 @@ class SandboxServer(ThreadingHTTPServer):
         return f"{self.base_url}{PLANTNET}"
 
 
-def sandbox_start(host: str = "127.0.0.1", port: int = 0, *, seed: int = 0) -> SandboxServer:
-    """Start a sandbox in a background thread; ``port`` 0 picks a free one."""
-    server = SandboxServer((host, port), SandboxState(seed))
+def sandbox_start(host: str = "127.0.0.1", port: int = 0, *, seed: int = 0, **state_options) -> SandboxServer:
+    """Start a sandbox in a background thread; ``port`` 0 picks a free one; ``state_options`` go to
+    ``SandboxState`` (``plantnet_daily_quota``, ``plant_id_credits``)."""
+    server = SandboxServer((host, port), SandboxState(seed, **state_options))
     threading.Thread(target=server.serve_forever, name="provider-sandbox", daemon=True).start()
     return server

@@ -2,12 +2,15 @@
 
 import base64
 import json
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.conf import settings
 
+from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.clients import PlantIdClient
 from apps.plant_identification.clients.base import seconds_until_period_end
+from apps.plant_identification.clients.plant_id import DISEASE_DETAIL_KEYS, PLANT_DETAIL_KEYS
 from apps.plant_identification.exceptions import (
     ProviderAuthError,
     ProviderRateLimitedError,
@@ -91,6 +94,80 @@ def test_raw_classification_form_uses_species_list(client, mocked_responses):
     mocked_responses.post(PLANT_ID_URL, json=fixture_json("plant_id_identification_raw.json"), status=201)
     answer = client.identify(make_request())
     assert [s.scientific_name for s in answer.suggestions] == ["Monstera deliciosa", "Monstera adansonii"]
+    assert answer.suggestions[0].details["similar_images"][0]["id"] == "3e1f0c9d8b7a6e5d4c3b2a190817263544536271"
+
+
+def test_every_documented_plant_view_and_similar_image_field_is_kept(client, mocked_responses):
+    mocked_responses.post(PLANT_ID_URL, json=fixture_json("plant_id_identification_all_details.json"), status=201)
+    top, second = client.identify(make_request()).suggestions
+
+    details = top.details
+    assert (details["name_authority"], details["rank"], details["inaturalist_id"]) == (
+        "Monstera deliciosa Liebm.",
+        "species",
+        100101,
+    )
+    assert details["best_light_condition"].startswith("Bright, indirect light")
+    assert details["common_uses"].startswith("Grown as an ornamental")
+    assert details["taxonomy"]["order"] == "Alismatales"
+    assert details["description_attribution"]["license_url"] == "https://creativecommons.org/licenses/by-sa/3.0/"
+    assert details["representative_images"][1]["value"].endswith("cd2e3f4a.jpg")
+    assert details["similar_images"] == [
+        {
+            "id": "3e1f0c9d8b7a6e5d4c3b2a190817263544536271",
+            "url": "https://plant-id.example-cdn.invalid/similar_images/5/3e1/f0c9d8b7.jpeg",
+            "url_small": "https://plant-id.example-cdn.invalid/similar_images/5/3e1/f0c9d8b7.small.jpeg",
+            "similarity": 0.806,
+            "citation": "B. Botanist",
+            "license_name": "CC BY 4.0",
+            "license_url": "https://creativecommons.org/licenses/by/4.0/",
+        },
+        {
+            "id": "8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a29180716",
+            "url": "https://plant-id.example-cdn.invalid/similar_images/5/8d7/c6b5a4f3.jpeg",
+            "url_small": "https://plant-id.example-cdn.invalid/similar_images/5/8d7/c6b5a4f3.small.jpeg",
+            "similarity": 0.744,
+            "citation": None,  # the optional fields are not always sent
+            "license_name": None,
+            "license_url": None,
+        },
+    ]
+    assert "toxicity" not in second.details  # a view the service has no data for comes back null
+
+
+def test_diseases_keep_their_id_redundant_flag_and_similar_images(client, mocked_responses):
+    mocked_responses.post(PLANT_ID_URL, json=fixture_json("plant_id_identification_all_details.json"), status=201)
+    overwatering, deficiency = client.identify(make_request()).health["diseases"]
+
+    assert overwatering["id"] == "5c4b3a2918273645"
+    assert [image["id"] for image in overwatering["similar_images"]] == [
+        "6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b",
+        "9b8a7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b",
+    ]
+    assert overwatering["similar_images"][0]["license_url"] == "https://creativecommons.org/licenses/by/4.0/"
+    assert overwatering["treatment"]["biological"][0].startswith("Trim soft roots")
+    assert "redundant" not in overwatering
+    assert (deficiency["redundant"], deficiency["local_name"]) == (False, "Nutrient deficiency")
+
+
+def test_a_health_only_answer_is_an_answer_without_species_not_an_outage(client, mocked_responses):
+    mocked_responses.post(PLANT_ID_URL, json=fixture_json("plant_id_health_only.json"), status=201)
+    answer = client.identify(make_request())
+
+    assert answer.status == ProviderStatus.NO_MATCH
+    assert answer.is_plant == {"probability": 0.9968, "binary": True}
+    assert answer.health["is_healthy"] == {"probability": 0.22, "binary": False}
+    overwatering, fungi = answer.health["diseases"]
+    assert overwatering["similar_images"][1]["citation"] is None
+    assert (fungi["id"], fungi["redundant"], fungi["cause"]) == ("3e2d1c0b9a8f7e6d", True, "Fungi")
+    breaker = breaker_for(Provider.PLANT_ID)
+    assert (breaker.current_state, breaker.fail_counter) == ("closed", 0)
+
+
+def test_the_request_asks_for_every_view_the_parser_keeps(client, plant_id_ok):
+    client.identify(make_request())
+    asked = set(parse_qs(urlsplit(plant_id_ok.calls[0].request.url).query)["details"][0].split(","))
+    assert {*PLANT_DETAIL_KEYS, *DISEASE_DETAIL_KEYS, "images", "image", "common_names"} - {"language"} <= asked
 
 
 @pytest.mark.parametrize(

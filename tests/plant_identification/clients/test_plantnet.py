@@ -50,7 +50,28 @@ def test_200_identification_is_parsed(client, plantnet_ok):
     assert top.details["gbif_id"] == "2868241"
     assert top.details["iucn_category"] == "LC"
     assert top.details["images"][0]["url"].endswith("/m/aaa111")
-    assert answer.suggestions[2].details == {}  # no gbif, no powo, no images
+    assert answer.suggestions[2].details == {  # no gbif, no powo, no images
+        "name_authority": "Thaumatophyllum bipinnatifidum (Schott ex Endl.) Sakur., Calazans & Mayo"
+    }
+
+
+def test_every_documented_result_field_is_kept(client, plantnet_ok):
+    top = client.identify(make_request()).suggestions[0]
+
+    assert top.details["name_authority"] == "Monstera deliciosa Liebm."
+    assert (top.details["iucn_id"], top.details["powo_id"]) == ("000000", "87250-1")
+    assert top.details["images"] == [
+        {
+            "organ": "leaf",
+            "url": "https://bs.plantnet.example/image/m/aaa111",
+            "url_small": "https://bs.plantnet.example/image/s/aaa111",
+            "url_original": "https://bs.plantnet.example/image/o/aaa111",
+            "author": "Jan Example",
+            "date": {"timestamp": 1622548800000, "string": "June 1, 2021"},
+            "citation": "Jan Example / Pl@ntNet, cc-by-sa",
+            "license": "cc-by-sa",
+        }
+    ]
 
 
 def test_integer_gbif_and_missing_ids_are_tolerated(client, mocked_responses):
