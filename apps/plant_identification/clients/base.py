@@ -154,9 +154,9 @@ class BaseProviderClient:
                 answer = self._interpret(self._send(outbound))
             except ProviderError as exc:
                 exc.attempts = attempt
-                previous_failed = self.retry_budget.record_attempt(failed=exc.counts_as_outage)
+                outage = self.retry_budget.record_attempt(failed=exc.counts_as_outage)
                 wait = backoff_seconds()
-                if previous_failed or not self._may_retry(exc, attempt, started, wait, deadline):
+                if outage or not self._may_retry(exc, attempt, started, wait, deadline):
                     raise
             else:
                 self.retry_budget.record_attempt(failed=False)

@@ -6,9 +6,9 @@ because a provider's 500 under load is as transient as a proxy's 502, and an err
 Never a timeout (slow, and the provider may be working on it, and billing it), a 4xx, a 429 or a 401/403.
 
 At most ``PROVIDER_MAX_RETRIES`` (0 or 1) per call, after a short jittered backoff, only while the provider
-timeout and the request deadline leave room, only after an attempt in this worker that did not fail (a
-failure among successes is a blip; failures in a row are an outage, which a retry only feeds), and never
-into a circuit that opened meanwhile. A
+timeout and the request deadline leave room, not once ``OUTAGE_AFTER`` attempts in a row have failed in this
+worker (a failure among successes is a blip; failures in a row are an outage, which a retry only feeds), and
+never into a circuit that opened meanwhile. A
 per-worker, per-provider budget (Finagle's and Envoy's model) bounds the rest: over the last
 ``PROVIDER_RETRY_BUDGET_WINDOW`` seconds, retries may be at most ``PROVIDER_RETRY_BUDGET_PERCENT`` of the
 calls, plus ``PROVIDER_RETRY_BUDGET_FLOOR`` retries that are always allowed.
@@ -27,6 +27,7 @@ from apps.plant_identification.providers import Provider
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 BACKOFF = 0.1  # seconds before the retry, jittered between half and one and a half of it
 MIN_ROOM = 1.0  # seconds the retry must still have before the call's timeout and the request's deadline
+OUTAGE_AFTER = 1  # failed attempts in a row, in one worker, after which a failure is not retried (2 measured worse)
 
 
 def backoff_seconds() -> float:
@@ -41,7 +42,7 @@ class RetryBudget:
         self.clock = clock
         self._calls: deque[float] = deque()
         self._retries: deque[float] = deque()
-        self._last_failed = False
+        self._failed_in_a_row = 0
         self._lock = threading.Lock()
 
     def reset(self) -> None:
@@ -49,13 +50,15 @@ class RetryBudget:
         with self._lock:
             self._calls.clear()
             self._retries.clear()
-            self._last_failed = False
+            self._failed_in_a_row = 0
 
     def record_attempt(self, *, failed: bool) -> bool:
-        """Note how an attempt ended (failed: an outage-like failure); returns whether the one before failed."""
+        """Note how an attempt ended (failed: an outage-like failure); True when it looks like an outage: this
+        failure follows ``OUTAGE_AFTER`` failed attempts in a row."""
         with self._lock:
-            previous, self._last_failed = self._last_failed, failed
-            return previous
+            outage = failed and self._failed_in_a_row >= OUTAGE_AFTER
+            self._failed_in_a_row = self._failed_in_a_row + 1 if failed else 0
+            return outage
 
     def record_call(self) -> None:
         """Count one logical call (it earns the budget its share of a retry)."""
