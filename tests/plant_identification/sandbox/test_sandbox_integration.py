@@ -9,20 +9,11 @@ from django.urls import reverse
 
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.providers import Provider
-from apps.plant_identification.sandbox.server import sandbox_start
 from tests.factories import jpeg_bytes
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 IDENTIFY = reverse("plant_identification:identify")
 GREEN = (40, 160, 40)
-
-
-@pytest.fixture(scope="module")
-def sandbox():
-    server = sandbox_start()
-    yield server
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.fixture
