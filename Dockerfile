@@ -4,7 +4,8 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PROMETHEUS_MULTIPROC_DIR=/tmp/plantid-metrics
 
 WORKDIR /app
 
@@ -12,7 +13,7 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 # Only the application code: never .env, .venv, db.sqlite3 or tests.
-COPY manage.py ./
+COPY manage.py gunicorn.conf.py ./
 COPY backend ./backend
 COPY apps ./apps
 
@@ -24,4 +25,4 @@ USER app
 
 EXPOSE 8000
 
-CMD ["sh", "-c", "python manage.py migrate && exec gunicorn backend.wsgi:application -b 0.0.0.0:8000 -w 4 -k gthread --threads 16 --timeout 60"]
+CMD ["sh", "-c", "python manage.py migrate && exec gunicorn -c gunicorn.conf.py backend.wsgi:application -b 0.0.0.0:8000 -w 4 -k gthread --threads 16 --timeout 60"]

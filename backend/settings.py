@@ -4,6 +4,8 @@ Every variable is read here, once, by name; the provider registry (``apps/plant_
 is the only reader of the per-provider ones.
 """
 
+import os
+
 from django.core.exceptions import ImproperlyConfigured
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -46,6 +48,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # After WhiteNoise (static files are not counted); times everything below it, views included.
+    "apps.plant_identification.metrics.RequestMetricsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -226,6 +230,19 @@ PROVIDER_RETRY_BUDGET_WINDOW = env_float("PROVIDER_RETRY_BUDGET_WINDOW", default
 # Whole-request budget for the provider fan-out; a provider still running then is reported as a timeout.
 # Unset: the longest configured provider timeout plus 5 s.
 IDENTIFY_DEADLINE = env_optional_float("IDENTIFY_DEADLINE")
+
+# ---------------------------------------------------------------------------- METRICS
+# When set, /metrics answers only requests with "Authorization: Bearer <METRICS_TOKEN>"; empty: open to scrapers.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+# prometheus-client's multiprocess mode, for several gunicorn workers: every worker writes its counters and
+# histograms to files in this directory and a scrape adds them all up (gunicorn.conf.py empties it at start and
+# tells prometheus-client when a worker exits). prometheus-client reads the variable itself, from the
+# environment, when it is imported. Empty: each process keeps its own metrics (development, one process).
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+if PROMETHEUS_MULTIPROC_DIR and not os.path.isdir(PROMETHEUS_MULTIPROC_DIR):
+    raise ImproperlyConfigured(
+        f"PROMETHEUS_MULTIPROC_DIR must be an existing directory, got {PROMETHEUS_MULTIPROC_DIR!r}"
+    )
 
 # ---------------------------------------------------------------------------- LOGGING
 LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", default="INFO").upper()

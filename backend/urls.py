@@ -1,4 +1,4 @@
-"""Root URL configuration: admin, the API, health checks and the OpenAPI schema."""
+"""Root URL configuration: admin, the API, health checks, metrics and the OpenAPI schema."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -12,6 +12,7 @@ urlpatterns = [
     path("health/", views.HealthView.as_view(), name="health"),
     path("health/live/", views.LiveView.as_view(), name="health-live"),
     path("health/ready/", views.ReadyView.as_view(), name="health-ready"),
+    path("metrics", views.MetricsView.as_view(), name="metrics"),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
 ]

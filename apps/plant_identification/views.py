@@ -2,11 +2,13 @@
 
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
-from rest_framework.exceptions import NotFound
+from rest_framework.exceptions import NotAuthenticated, NotFound
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.permissions import AllowAny, IsAdminUser
 from rest_framework.response import Response
@@ -15,6 +17,7 @@ from rest_framework.views import APIView
 from apps.plant_identification.access import CanIdentify, IdentifyThrottle
 from apps.plant_identification.circuits.breaker import breaker_for, circuit_snapshot_list
 from apps.plant_identification.circuits.overrides import circuit_override
+from apps.plant_identification.metrics import CONTENT_TYPE, metrics_exposition, metrics_token_valid
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.selectors import PASS, health_report, identification_for_user, readiness
 from apps.plant_identification.serializers import (
@@ -134,3 +137,24 @@ class ReadyView(ProbeView):
     def get(self, request):
         report = readiness()
         return Response(ReadinessOutputSerializer(report).data, status=_status(report.ready))
+
+
+class MetricsView(ProbeView):
+    """Prometheus text for scrapers: no login; ``Authorization: Bearer <METRICS_TOKEN>`` when that is set."""
+
+    @extend_schema(
+        responses={
+            (200, "text/plain"): OpenApiTypes.STR,
+            401: OpenApiResponse(description="METRICS_TOKEN is set and the request does not carry it."),
+        }
+    )
+    def get(self, request):
+        if not metrics_token_valid(request.headers.get("Authorization", "")):
+            raise NotAuthenticated("Send Authorization: Bearer <METRICS_TOKEN>.")
+        return HttpResponse(metrics_exposition(), content_type=CONTENT_TYPE)
+
+    def get_authenticate_header(self, request) -> str:
+        return 'Bearer realm="metrics"'  # makes a refusal a 401 with WWW-Authenticate
+
+    def perform_content_negotiation(self, request, force=False):
+        return super().perform_content_negotiation(request, force=True)  # scrapers' Accept is not JSON

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 import pybreaker
 
 from apps.plant_identification.circuits.states import CircuitState
+from apps.plant_identification.metrics import circuit_transition_record
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class CircuitEventListener(pybreaker.CircuitBreakerListener):
             event = PendingCircuitEvent(
                 cb.name, old, new_state.name, snapshot.fail_count, datetime.now(UTC), reason, worker_id()
             )
+            circuit_transition_record(cb.name, old, new_state.name, reason)
             if not cb.store.push_event(event.to_json()):
                 _local.put(event)
             _recorded.set()

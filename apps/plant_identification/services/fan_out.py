@@ -15,6 +15,7 @@ from apps.plant_identification.exceptions import (
     ProviderRateLimitedError,
     ProviderTimeoutError,
 )
+from apps.plant_identification.metrics import provider_outcomes_record
 from apps.plant_identification.providers import Provider, provider_spec
 from apps.plant_identification.services.bulkhead import BULKHEADS, total_capacity
 from apps.plant_identification.types import IdentifyRequest, ProviderOutcome, ProviderStatus
@@ -155,4 +156,5 @@ def providers_fan_out(
                 error_class="DeadlineExceeded",
                 error_detail=f"no answer within the {deadline:g}s deadline",
             )
+    provider_outcomes_record(outcomes.values())
     return outcomes

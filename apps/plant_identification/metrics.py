@@ -1,0 +1,199 @@
+"""Prometheus metrics for /metrics: definitions, recording helpers, the request middleware and the circuit collector."""
+
+import hmac
+import logging
+import time
+from collections.abc import Iterable, Iterator
+
+from django.conf import settings
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import disable_created_metrics as _disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from apps.plant_identification.circuits.states import CircuitState
+from apps.plant_identification.types import ProviderOutcome
+
+logger = logging.getLogger(__name__)
+
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4  # the Prometheus text format every scraper reads
+UNMATCHED_ROUTE = "unmatched"  # a request that matched no URL pattern (never its raw path)
+OTHER_METHOD = "other"
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+PROVIDER_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0)
+REQUEST_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 45.0, 60.0)
+
+# The same series in development (in-process) and under gunicorn (multiprocess mode exports no _created).
+_disable_created_metrics()
+
+# This process's metrics. Under PROMETHEUS_MULTIPROC_DIR (read by prometheus-client from the environment when it
+# is imported) their values live in that directory, one file per worker, and a scrape sums every worker's files.
+_REGISTRY = CollectorRegistry()
+
+PROVIDER_CALLS = Counter(
+    "plantid_provider_calls",
+    "Provider parts of identify requests not served from the answer cache, by outcome (the API's provider status).",
+    ["provider", "outcome"],
+    registry=_REGISTRY,
+)
+PROVIDER_LATENCY = Histogram(
+    "plantid_provider_latency_seconds",
+    "Time from the fan-out's call to the provider's outcome (breaker, retries and HTTP included), by outcome.",
+    ["provider", "outcome"],
+    buckets=PROVIDER_BUCKETS,
+    registry=_REGISTRY,
+)
+PROVIDER_RETRIES = Counter(
+    "plantid_provider_retries",
+    "Retried provider requests (attempts beyond the first).",
+    ["provider"],
+    registry=_REGISTRY,
+)
+CACHE_HITS = Counter(
+    "plantid_cache_hits",
+    "Provider parts of identify requests answered from the answer cache.",
+    ["provider"],
+    registry=_REGISTRY,
+)
+CACHE_MISSES = Counter(
+    "plantid_cache_misses",
+    "Provider parts of identify requests not answered from the answer cache.",
+    ["provider"],
+    registry=_REGISTRY,
+)
+CIRCUIT_TRANSITIONS = Counter(
+    "plantid_circuit_transitions",
+    "Circuit transitions, counted once fleet-wide (by the worker that made them); reason is set on opens.",
+    ["provider", "from_state", "to_state", "reason"],
+    registry=_REGISTRY,
+)
+HTTP_REQUESTS = Counter(
+    "plantid_http_requests",
+    "HTTP requests answered, by route name, method and status code.",
+    ["route", "method", "status"],
+    registry=_REGISTRY,
+)
+HTTP_DURATION = Histogram(
+    "plantid_http_request_duration_seconds",
+    "Time to answer an HTTP request, by route name, method and status class (2xx, 4xx, 5xx).",
+    ["route", "method", "status_class"],
+    buckets=REQUEST_BUCKETS,
+    registry=_REGISTRY,
+)
+
+
+# ---------------------------------------------------------------------------- recording (no I/O beyond the mmap)
+def provider_outcomes_record(outcomes: Iterable[ProviderOutcome]) -> None:
+    """Count one identify request's provider outcomes; never raises."""
+    try:
+        for outcome in outcomes:
+            provider = outcome.provider.value
+            if outcome.cached:
+                CACHE_HITS.labels(provider).inc()
+                continue
+            CACHE_MISSES.labels(provider).inc()
+            PROVIDER_CALLS.labels(provider, outcome.status.value).inc()
+            if outcome.latency_ms is not None:
+                PROVIDER_LATENCY.labels(provider, outcome.status.value).observe(outcome.latency_ms / 1000)
+            if outcome.attempts > 1:
+                PROVIDER_RETRIES.labels(provider).inc(outcome.attempts - 1)
+    except Exception:  # metrics must never cost an answer
+        logger.exception("[METRICS] could not record provider outcomes")
+
+
+def circuit_transition_record(provider: str, from_state: str, to_state: str, reason: str = "") -> None:
+    """Count one circuit transition made by this process; never raises."""
+    try:
+        CIRCUIT_TRANSITIONS.labels(provider, from_state or "unknown", to_state, reason or "").inc()
+    except Exception:
+        logger.exception("[METRICS] could not record a circuit transition")
+
+
+def _route(request) -> str:
+    match = getattr(request, "resolver_match", None)
+    return match.view_name if match is not None else UNMATCHED_ROUTE
+
+
+class RequestMetricsMiddleware:
+    """Counts every answered request and its duration, labelled by route name (bounded), never by raw path."""
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        response = self.get_response(request)
+        try:
+            elapsed = time.perf_counter() - started
+            method = request.method if request.method in METHODS else OTHER_METHOD
+            route, status = _route(request), response.status_code
+            HTTP_REQUESTS.labels(route, method, str(status)).inc()
+            HTTP_DURATION.labels(route, method, f"{status // 100}xx").observe(elapsed)
+        except Exception:
+            logger.exception("[METRICS] could not record a request")
+        return response
+
+
+# ---------------------------------------------------------------------------- scrape
+class CircuitCollector:
+    """Each provider's circuit read from the breaker store at scrape time (Redis: the fleet's one truth), so
+    every worker reports the same values, closed circuits included."""
+
+    def collect(self) -> Iterator[Metric]:
+        from apps.plant_identification.circuits.breaker import circuit_snapshot_list  # the breakers import us
+        from apps.plant_identification.providers import provider_registry
+
+        state = GaugeMetricFamily(
+            "plantid_circuit_state",
+            "1 for the state each provider's circuit is in now (closed, open, half-open), 0 for the others.",
+            labels=["provider", "state"],
+        )
+        failures = GaugeMetricFamily(
+            "plantid_circuit_failures", "Counted failures in each provider's circuit now.", labels=["provider"]
+        )
+        configured = GaugeMetricFamily(
+            "plantid_provider_configured",
+            "1 when the provider has an API key (is called), else 0.",
+            labels=["provider"],
+        )
+        try:
+            snapshots = circuit_snapshot_list()
+        except Exception:  # a scrape reports what it can
+            logger.exception("[METRICS] could not read the circuits")
+            snapshots = []
+        for snapshot in snapshots:
+            provider = snapshot.provider.value
+            for name in CircuitState:
+                state.add_metric([provider, name.value], 1.0 if snapshot.state == name else 0.0)
+            failures.add_metric([provider], snapshot.fail_count)
+        for provider, spec in provider_registry().items():
+            configured.add_metric([provider.value], 1.0 if spec.configured else 0.0)
+        yield from (state, failures, configured)
+
+
+class _Scrape:
+    """The collectors one scrape reads, in order."""
+
+    def __init__(self, *collectors) -> None:
+        self.collectors = collectors
+
+    def collect(self) -> Iterator[Metric]:
+        for collector in self.collectors:
+            yield from collector.collect()
+
+
+def metrics_exposition() -> bytes:
+    """The Prometheus text of every metric: the whole fleet's (multiprocess) or this process's counters and
+    histograms, and the circuits as the breaker store has them now. Calls no provider."""
+    directory = settings.PROMETHEUS_MULTIPROC_DIR
+    counters = MultiProcessCollector(None, path=directory) if directory else _REGISTRY
+    return generate_latest(_Scrape(counters, CircuitCollector()))
+
+
+def metrics_token_valid(authorization: str) -> bool:
+    """True when ``METRICS_TOKEN`` is unset, or ``authorization`` is ``Bearer <METRICS_TOKEN>``."""
+    token = settings.METRICS_TOKEN
+    if not token:
+        return True
+    scheme, _, given = authorization.partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())
