@@ -4,8 +4,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PROMETHEUS_MULTIPROC_DIR=/tmp/plantid-metrics
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
 
@@ -23,6 +22,9 @@ RUN DJANGO_SECRET_KEY=collectstatic-only python manage.py collectstatic --noinpu
 RUN useradd --create-home --uid 1000 app && chown app:app /app
 USER app
 
+# Metrics from every gunicorn worker, summed at each scrape (gunicorn.conf.py empties it at start).
+ENV PROMETHEUS_MULTIPROC_DIR=/tmp/plantid-metrics
+
 EXPOSE 8000
 
-CMD ["sh", "-c", "python manage.py migrate && exec gunicorn -c gunicorn.conf.py backend.wsgi:application -b 0.0.0.0:8000 -w 4 -k gthread --threads 16 --timeout 60"]
+CMD ["sh", "-c", "mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && python manage.py migrate && exec gunicorn -c gunicorn.conf.py backend.wsgi:application -b 0.0.0.0:8000 -w 4 -k gthread --threads 16 --timeout 60"]
