@@ -3,10 +3,15 @@
 from django import forms
 from django.contrib import admin, messages
 from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.circuits.events import circuit_events_flush
-from apps.plant_identification.circuits.overrides import circuit_override
+from apps.plant_identification.circuits.overrides import (
+    OVERRIDE_MAX_SECONDS,
+    CircuitStoreUnreachableError,
+    circuit_override,
+)
 from apps.plant_identification.circuits.states import CircuitState
 from apps.plant_identification.models import (
     Circuit,
@@ -15,7 +20,8 @@ from apps.plant_identification.models import (
     Identification,
     ProviderResult,
 )
-from apps.plant_identification.providers import Provider
+from apps.plant_identification.providers import Provider, provider_spec
+from apps.plant_identification.types import ProviderStatus
 
 
 class ViewOnlyMixin:
@@ -25,6 +31,13 @@ class ViewOnlyMixin:
         return False
 
     def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class AuditTrailMixin(ViewOnlyMixin):
+    """The circuits' history: nobody deletes it, superusers included."""
+
+    def has_delete_permission(self, request, obj=None) -> bool:
         return False
 
 
@@ -53,12 +66,34 @@ class ProviderResultInline(ReadOnlyInline):
     ]
 
 
+def provider_status_filter(provider: Provider) -> type[admin.SimpleListFilter]:
+    """A list filter meaning "``provider``'s result had this status".
+
+    Provider and status must hold on the same result row: two separate related-field filters each match any
+    row, so "plant_id" + "ok" also listed identifications where only Pl@ntNet was ok.
+    """
+
+    class ProviderStatusFilter(admin.SimpleListFilter):
+        title = f"{provider_spec(provider).label} status"
+        parameter_name = f"{provider.value}_status"
+
+        def lookups(self, request, model_admin):
+            return [(status.value, status.value.replace("_", " ")) for status in ProviderStatus]
+
+        def queryset(self, request, queryset):
+            if self.value() is None:
+                return queryset
+            return queryset.filter(provider_results__provider=provider.value, provider_results__status=self.value())
+
+    return ProviderStatusFilter
+
+
 @admin.register(Identification)
 class IdentificationAdmin(ViewOnlyMixin, admin.ModelAdmin):
-    """Identifications: filter by degraded and provider outcome, search by species."""
+    """Identifications: filter by degraded and each provider's outcome, search by species."""
 
-    list_display = ["created_at", "top_scientific_name", "degraded", "image_count", "user"]
-    list_filter = ["degraded", "provider_results__provider", "provider_results__status"]
+    list_display = ["created_at", "top_scientific_name", "degraded_mark", "image_count", "user"]
+    list_filter = ["degraded", *(provider_status_filter(provider) for provider in Provider)]
     search_fields = ["scientific_names", "id"]
     date_hierarchy = "created_at"
     inlines = [ProviderResultInline]
@@ -72,7 +107,7 @@ class IdentificationAdmin(ViewOnlyMixin, admin.ModelAdmin):
         "include_diseases",
         "latitude",
         "longitude",
-        "degraded",
+        "degraded_mark",
         "message",
         "is_plant",
         "suggestions",
@@ -80,6 +115,13 @@ class IdentificationAdmin(ViewOnlyMixin, admin.ModelAdmin):
         "top_scientific_name",
         "scientific_names",
     ]
+
+    @admin.display(description="degraded", ordering="degraded")
+    def degraded_mark(self, identification: Identification) -> str:
+        """A degraded answer is a warning, so it reads as one (the boolean icon showed it as a green tick)."""
+        if not identification.degraded:
+            return "no"
+        return format_html('<strong style="color: var(--error-fg)">{}</strong>', "yes")
 
 
 class CircuitEventInline(ReadOnlyInline):
@@ -93,7 +135,11 @@ class OverrideForm(forms.Form):
 
     reason = forms.CharField(widget=forms.Textarea(attrs={"rows": 2}), help_text="Recorded in the audit log.")
     expires_in = forms.IntegerField(
-        required=False, min_value=1, label="Expires in (seconds)", help_text="Empty: until staff change it again."
+        required=False,
+        min_value=1,
+        max_value=OVERRIDE_MAX_SECONDS,
+        label="Expires in (seconds)",
+        help_text=f"At most {OVERRIDE_MAX_SECONDS} (30 days). Empty: until staff change it again.",
     )
 
 
@@ -103,7 +149,7 @@ class CircuitOverrideInline(ReadOnlyInline):
 
 
 @admin.register(Circuit)
-class CircuitAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class CircuitAdmin(AuditTrailMixin, admin.ModelAdmin):
     """Circuits: live state from the breaker store, transitions and overrides from the database."""
 
     list_display = ["provider", "state", "failures", "half_open_in", "reason"]
@@ -154,21 +200,25 @@ class CircuitAdmin(ViewOnlyMixin, admin.ModelAdmin):
                 "opts": self.opts,
             }
             return TemplateResponse(request, "admin/plant_identification/circuit/override.html", context)
+        done = 0
         for circuit in queryset:
-            circuit_override(
-                provider=Provider(circuit.provider),
-                action=action,
-                user=request.user,
-                reason=form.cleaned_data["reason"],
-                expires_in=form.cleaned_data["expires_in"],
+            try:
+                circuit_override(
+                    provider=Provider(circuit.provider),
+                    action=action,
+                    user=request.user,
+                    reason=form.cleaned_data["reason"],
+                    expires_in=form.cleaned_data["expires_in"],
+                )
+            except CircuitStoreUnreachableError as exc:
+                self.message_user(request, f"{circuit.provider}: {exc} Nothing was changed.", messages.ERROR)
+            else:
+                done += 1
+        if done:
+            self.message_user(
+                request, f"{action_name.replace('_', ' ')}: done for {done} circuit(s).", messages.SUCCESS
             )
-        self.message_user(
-            request, f"{action_name.replace('_', ' ')}: done for {queryset.count()} circuit(s).", messages.SUCCESS
-        )
         return None
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     def changelist_view(self, request, extra_context=None):
         _flush_events()
@@ -191,7 +241,7 @@ def _flush_events() -> None:
 
 
 @admin.register(CircuitEvent)
-class CircuitEventAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class CircuitEventAdmin(AuditTrailMixin, admin.ModelAdmin):
     """Every circuit transition, with a note on the ones the history may miss."""
 
     list_display = ["created_at", "circuit", "from_state", "to_state", "fail_count", "reason", "worker"]
@@ -204,7 +254,7 @@ class CircuitEventAdmin(ViewOnlyMixin, admin.ModelAdmin):
 
 
 @admin.register(CircuitOverride)
-class CircuitOverrideAdmin(ViewOnlyMixin, admin.ModelAdmin):
+class CircuitOverrideAdmin(AuditTrailMixin, admin.ModelAdmin):
     """The audit log of forced circuits."""
 
     list_display = ["created_at", "circuit", "action", "user", "reason", "state_before", "state_after", "expires_at"]

@@ -1,10 +1,13 @@
-"""Domain errors to JSON responses: 503 with Retry-After when no provider answered, never an HTML page."""
+"""Domain errors to JSON responses: 503 with Retry-After when no provider answered or the shared circuit
+store is unreachable for an override; never an HTML page."""
 
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
+from apps.plant_identification.circuits.overrides import CircuitStoreUnreachableError
+from apps.plant_identification.circuits.store import REDIS_RETRY_SECONDS
 from apps.plant_identification.exceptions import NoProviderAvailableError
 from apps.plant_identification.serializers import UnavailableOutputSerializer
 
@@ -16,6 +19,12 @@ def api_exception_handler(exc, context):
             UnavailableOutputSerializer(exc).data,
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
             headers={"Retry-After": str(exc.retry_after)},
+        )
+    if isinstance(exc, CircuitStoreUnreachableError):  # nothing was changed: the override may simply be sent again
+        return Response(
+            {"detail": f"{exc} Nothing was changed."},
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(max(1, round(REDIS_RETRY_SECONDS)))},
         )
     response = exception_handler(exc, context)
     if isinstance(exc, ValidationError) and response is not None:

@@ -5,6 +5,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import APIException
 
+from apps.plant_identification.circuits.overrides import OVERRIDE_MAX_SECONDS
 from apps.plant_identification.circuits.snapshots import CircuitSnapshot
 from apps.plant_identification.circuits.states import CircuitState
 from apps.plant_identification.images import ImageRejectedError, image_load
@@ -225,7 +226,8 @@ class CircuitOverrideInputSerializer(serializers.Serializer):
     expires_in = serializers.FloatField(
         required=False,
         min_value=1,
+        max_value=OVERRIDE_MAX_SECONDS,
         allow_null=True,
         default=None,
-        help_text="seconds until the override lapses; omit for no expiry",
+        help_text=f"seconds until the override lapses, at most {OVERRIDE_MAX_SECONDS} (30 days); omit for no expiry",
     )

@@ -11,7 +11,7 @@ from apps.plant_identification.clients import BaseProviderClient, build_clients
 from apps.plant_identification.exceptions import NoProviderAvailableError
 from apps.plant_identification.merge import suggestions_merge
 from apps.plant_identification.models import Identification, ProviderResult
-from apps.plant_identification.providers import Provider, provider_registry
+from apps.plant_identification.providers import Provider, configured_specs, provider_registry
 from apps.plant_identification.services.fan_out import providers_fan_out
 from apps.plant_identification.types import IdentifyRequest, ProviderOutcome, ProviderStatus
 
@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 DEADLINE_MARGIN = 5.0  # seconds past the slowest provider timeout, when IDENTIFY_DEADLINE is unset
 NOT_CONFIGURED_RETRY_AFTER = 60
 UNKNOWN_RETRY_AFTER = 3600  # every provider waits for staff (credentials, credits): ask clients to come back later
+REDACTED = "[redacted]"
 
 
 def identify_deadline(providers) -> float:
@@ -87,6 +88,24 @@ def _flush_circuit_events() -> None:
         logger.exception("[CIRCUIT] could not store circuit events")
 
 
+def secrets_redact(value, secrets: list[str]):
+    """``value`` (JSON: dicts, lists, strings, numbers) with every occurrence of each secret replaced, keys too."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {secrets_redact(key, secrets): secrets_redact(item, secrets) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [secrets_redact(item, secrets) for item in value]
+    return value
+
+
+def _known_secrets() -> list[str]:
+    """Every configured provider API key, longest first (so a key containing another is redacted whole)."""
+    return sorted({spec.api_key for spec in configured_specs()}, key=len, reverse=True)
+
+
 @transaction.atomic
 def identification_store(
     *,
@@ -96,8 +115,15 @@ def identification_store(
     suggestions: list[dict],
     message: str | None,
 ) -> Identification:
-    """Store an answered identification with its merged suggestions and each provider's outcome and payload."""
+    """Store an answered identification with its merged suggestions and each provider's outcome and payload.
+
+    Known secrets are redacted here, on the way into the database, rather than in each client: every answer
+    (fresh or cached, from any provider) passes through this one place, and it knows every provider's key,
+    where a client knows only its own. What is stored is also what the response and the admin show.
+    """
+    secrets = _known_secrets()
     plant_id = outcomes[Provider.PLANT_ID].answer
+    suggestions = secrets_redact(suggestions, secrets)
     identification = Identification.objects.create(
         user=user if user is not None and user.is_authenticated else None,
         image_count=len(request.images),
@@ -110,7 +136,7 @@ def identification_store(
         message=message,
         is_plant=plant_id.is_plant if plant_id else None,
         suggestions=suggestions,
-        health=plant_id.health if plant_id and request.include_diseases else None,
+        health=secrets_redact(plant_id.health, secrets) if plant_id and request.include_diseases else None,
         top_scientific_name=suggestions[0]["scientific_name"][:255] if suggestions else "",
         scientific_names="\n".join(s["scientific_name"] for s in suggestions),
     )
@@ -126,8 +152,8 @@ def identification_store(
             attempts=o.attempts,
             http_status=o.http_status,
             error_class=o.error_class or "",
-            error_detail=o.error_detail or "",
-            raw_payload=o.answer.raw if o.answer else None,
+            error_detail=secrets_redact(o.error_detail or "", secrets),
+            raw_payload=secrets_redact(o.answer.raw, secrets) if o.answer else None,
         )
         for o in outcomes.values()
     ]

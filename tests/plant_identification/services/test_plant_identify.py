@@ -13,7 +13,7 @@ from apps.plant_identification.exceptions import (
 from apps.plant_identification.models import Identification
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.services.identify import plant_identify
-from apps.plant_identification.types import ProviderAnswer, ProviderStatus
+from apps.plant_identification.types import ProviderAnswer, ProviderStatus, Suggestion
 from tests.factories import FakeClient, answering, failing, hanging, make_request
 
 pytestmark = pytest.mark.django_db
@@ -160,3 +160,35 @@ def test_the_requests_each_provider_took_are_stored():
     identification = plant_identify(request=make_request(), clients=clients)
     attempts = {r.provider: r.attempts for r in identification.provider_results.all()}
     assert attempts == {"plant_id": 2, "plantnet": 0}  # a call turned away by its circuit sent nothing
+
+
+def test_known_keys_are_redacted_from_stored_payloads_and_errors(settings):
+    plant_id_key, plantnet_key = settings.PLANT_ID_API_KEY, settings.PLANTNET_API_KEY
+    echo = ProviderAnswer(
+        provider=Provider.PLANT_ID,
+        raw={"token": plant_id_key, "nested": [{plantnet_key: f"sent {plant_id_key}"}], "score": 0.5},
+        suggestions=(Suggestion(scientific_name="Monstera deliciosa", score=0.8),),
+    )
+    clients = {
+        Provider.PLANT_ID: FakeClient(Provider.PLANT_ID, lambda: echo),
+        # A client redacts its own key from its errors; another provider's key may still be in the text.
+        Provider.PLANTNET: FakeClient(
+            Provider.PLANTNET, failing(ProviderUnavailableError("plantnet", f"HTTP 502 echoing {plant_id_key}"))
+        ),
+    }
+    identification = plant_identify(request=make_request(), clients=clients)
+    results = {r.provider: r for r in Identification.objects.get(pk=identification.pk).provider_results.all()}
+
+    assert results["plant_id"].raw_payload == {
+        "token": "[redacted]",
+        "nested": [{"[redacted]": "sent [redacted]"}],
+        "score": 0.5,
+    }
+    assert results["plantnet"].error_detail == "HTTP 502 echoing [redacted]"
+
+
+def test_an_unconfigured_provider_has_no_key_to_redact(settings):
+    settings.PLANTNET_API_KEY = ""
+    clients = {Provider.PLANT_ID: FakeClient(Provider.PLANT_ID, answering(Provider.PLANT_ID))}
+    identification = plant_identify(request=make_request(), clients=clients)
+    assert identification.provider_results.get(provider="plant_id").raw_payload == {"name": "Monstera deliciosa"}
