@@ -27,4 +27,4 @@ ENV PROMETHEUS_MULTIPROC_DIR=/tmp/plantid-metrics
 
 EXPOSE 8000
 
-CMD ["sh", "-c", "mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && python manage.py migrate && exec gunicorn -c gunicorn.conf.py backend.wsgi:application -b 0.0.0.0:8000 -w 4 -k gthread --threads 16 --timeout 60"]
+CMD ["sh", "-c", "mkdir -p \"$PROMETHEUS_MULTIPROC_DIR\" && python manage.py migrate && exec gunicorn -c gunicorn.conf.py backend.wsgi:application -b 0.0.0.0:8000 -w 4 -k gthread --threads 16"]

@@ -95,3 +95,27 @@ def env_percent(name: str) -> float | None:
     if value is not None and value > 100:
         raise ImproperlyConfigured(f"{name} must be a percentage between 0 and 100, got {value}")
     return value
+
+
+def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
+    """Return Django's SECURE_PROXY_SSL_HEADER from ``Header-Name: value`` (e.g. ``X-Forwarded-Proto: https``),
+    or None when the variable is unset."""
+    raw = env_str(name).strip()
+    if not raw:
+        return None
+    header, _, value = raw.partition(":")
+    header, value = header.strip(), value.strip()
+    if not header or not value or not all(c.isalnum() or c in "-_" for c in header):
+        raise ImproperlyConfigured(f"{name} must look like 'X-Forwarded-Proto: https', got {raw!r}")
+    meta = header.upper().replace("-", "_")
+    return (meta if meta.startswith("HTTP_") else f"HTTP_{meta}", value)
+
+
+def env_origins(name: str) -> list[str]:
+    """Return a comma-separated list of origins, each with its scheme (``https://admin.example.org``)."""
+    origins = env_list(name, default=[])
+    for origin in origins:
+        scheme, _, host = origin.partition("://")
+        if scheme not in {"http", "https"} or not host or "/" in host:
+            raise ImproperlyConfigured(f"{name} takes origins like https://example.org, got {origin!r}")
+    return origins

@@ -18,8 +18,10 @@ from backend.env import (
     env_int,
     env_list,
     env_optional_float,
+    env_origins,
     env_percent,
     env_provider_url,
+    env_proxy_ssl_header,
     env_str,
 )
 
@@ -46,6 +48,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.plant_identification.request_context.RequestIdMiddleware",  # first: every answer and log line has the id
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # After WhiteNoise (static files are not counted); times everything below it, views included.
@@ -88,6 +91,23 @@ STORAGES = {
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 TEST_RUNNER = "backend.test_runner.PytestTestRunner"
+
+# ---------------------------------------------------------------------------- SECURITY AND HTTPS
+# HTTPS only when DEBUG is off: redirect, HSTS and secure cookies, each with a variable to turn it off for a
+# plain-HTTP deployment on a trusted network (README "Production"). Behind a TLS-terminating proxy, Django learns
+# that a request came over HTTPS from DJANGO_SECURE_PROXY_SSL_HEADER; the proxy must set that header itself,
+# overwriting whatever the client sent.
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", default=not DEBUG)
+# Probes and scrapers call the app directly, over plain HTTP, from inside the network: never redirected.
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", default=0 if DEBUG else 31_536_000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", default=True)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+SECURE_PROXY_SSL_HEADER = env_proxy_ssl_header("DJANGO_SECURE_PROXY_SSL_HEADER")
+# Origins other than the request's own host allowed to POST with a session (the admin behind a proxy that
+# rewrites Host, or served on another name), e.g. https://admin.example.org.
+CSRF_TRUSTED_ORIGINS = env_origins("DJANGO_CSRF_TRUSTED_ORIGINS")
 
 # ---------------------------------------------------------------------------- DATABASE
 DATABASES = {"default": env_db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
@@ -248,11 +268,24 @@ if PROMETHEUS_MULTIPROC_DIR and not os.path.isdir(PROMETHEUS_MULTIPROC_DIR):
 LOG_LEVEL = env_str("DJANGO_LOG_LEVEL", default="INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"DJANGO_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, got {LOG_LEVEL!r}")
+# text: "<time> <level> <logger> request_id=<id> <message>"; json: one object per line (request_context.py).
+LOG_FORMAT = env_str("LOG_FORMAT").strip().lower() or "text"
+if LOG_FORMAT not in {"text", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be text or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        # request_id on every record ("-" outside a request) and provider API keys out of every line.
+        "request_context": {"()": "apps.plant_identification.request_context.RequestContextFilter"},
+    },
+    "formatters": {
+        "text": {"format": "%(asctime)s %(levelname)s %(name)s request_id=%(request_id)s %(message)s"},
+        "json": {"()": "apps.plant_identification.request_context.json_formatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_context"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django.request": {"level": "ERROR"},

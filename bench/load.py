@@ -125,6 +125,10 @@ class Stack:
             **os.environ,
             "DJANGO_SECRET_KEY": "bench",
             "DJANGO_DEBUG": "false",
+            # gunicorn on plain http://127.0.0.1: the HTTPS-only defaults off
+            "DJANGO_SECURE_SSL_REDIRECT": "false",
+            "DJANGO_SECURE_HSTS_SECONDS": "0",
+            "DJANGO_SECURE_COOKIES": "false",
             "ALLOW_PROVIDER_SANDBOX": "true",
             "IDENTIFY_ALLOW_ANONYMOUS": "true",
             "IDENTIFY_THROTTLE_RATE": "none",

@@ -32,6 +32,9 @@ def measure() -> dict[str, float]:
         DJANGO_SECRET_KEY="bench",  # noqa: S106 - a throwaway process
         DJANGO_DEBUG="false",
         DJANGO_ALLOWED_HOSTS="testserver",
+        DJANGO_SECURE_SSL_REDIRECT="false",  # the test client speaks plain HTTP
+        DJANGO_SECURE_HSTS_SECONDS="0",
+        DJANGO_SECURE_COOKIES="false",
         IDENTIFY_ALLOW_ANONYMOUS="true",
         IDENTIFY_THROTTLE_RATE="none",
         DJANGO_LOG_LEVEL="ERROR",

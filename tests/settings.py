@@ -14,5 +14,11 @@ PROVIDER_MAX_RETRIES = 0
 # backend.settings copied its own rate into REST_FRAMEWORK; keep the two in step.
 REST_FRAMEWORK = {**REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {"identify": IDENTIFY_THROTTLE_RATE}}
 
+# The test client and the test servers speak plain HTTP with DEBUG off: no HTTPS redirect, HSTS or secure cookies
+# (tests/test_deploy.py checks the production defaults in their own processes).
+SECURE_SSL_REDIRECT = False
+SECURE_HSTS_SECONDS = 0
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
+
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 WHITENOISE_AUTOREFRESH = True  # serve from finders; no collectstatic needed in tests

@@ -168,6 +168,16 @@ class CircuitsField(serializers.Field):
         return {snapshot.provider.value: CircuitSerializer(snapshot).data for snapshot in snapshots}
 
 
+class CircuitListOutputSerializer(serializers.Serializer):
+    """Every circuit, keyed by provider (a serializer, so the schema names each provider's entry)."""
+
+    def get_fields(self):
+        return {provider.value: CircuitSerializer() for provider in Provider}
+
+    def to_representation(self, snapshots) -> dict[str, dict]:
+        return CircuitsField().to_representation(snapshots)
+
+
 class CircuitOverrideOutputSerializer(serializers.Serializer):
     """What a staff override did, and the circuit after it."""
 

@@ -21,9 +21,9 @@ from apps.plant_identification.metrics import CONTENT_TYPE, metrics_exposition, 
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.selectors import PASS, health_report, identification_for_user, readiness
 from apps.plant_identification.serializers import (
+    CircuitListOutputSerializer,
     CircuitOverrideInputSerializer,
     CircuitOverrideOutputSerializer,
-    CircuitsField,
     HealthOutputSerializer,
     IdentificationOutputSerializer,
     IdentifyInputSerializer,
@@ -33,6 +33,7 @@ from apps.plant_identification.serializers import (
     UnavailableOutputSerializer,
 )
 from apps.plant_identification.services.identify import plant_identify
+from apps.plant_identification.uploads import require_declared_length
 
 
 def _status(ok: bool) -> int:
@@ -52,6 +53,7 @@ class PlantIdentifyView(APIView):
         responses={200: IdentificationOutputSerializer, 503: UnavailableOutputSerializer},
     )
     def post(self, request):
+        require_declared_length(request)  # 411 for a chunked upload, before reading any of it
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
         if declared > settings.IDENTIFY_MAX_REQUEST_BYTES:  # refuse before reading the body
             raise PayloadTooLargeError(f"The upload is larger than {settings.IDENTIFY_MAX_REQUEST_BYTES} bytes.")
@@ -79,9 +81,9 @@ class CircuitListView(APIView):
 
     permission_classes = [IsAdminUser]
 
-    @extend_schema(responses=CircuitsField())
+    @extend_schema(responses=CircuitListOutputSerializer)
     def get(self, request):
-        return Response(CircuitsField().to_representation(circuit_snapshot_list()))
+        return Response(CircuitListOutputSerializer(circuit_snapshot_list()).data)
 
 
 class CircuitOverrideView(APIView):

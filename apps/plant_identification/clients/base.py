@@ -120,7 +120,9 @@ class BaseProviderClient:
         key = self.cache_key(outbound)
         answer = cache.get(key)
         if answer is not None:
+            logger.info("[CACHE] provider=%s hit", self.provider.value)
             return dataclasses.replace(answer, cached=True, attempts=0)
+        logger.info("[CACHE] provider=%s miss", self.provider.value)
         answer = self._send_protected(outbound, deadline)
         cache.set(key, dataclasses.replace(answer, attempts=1), provider_spec(self.provider).cache_ttl)
         return answer

@@ -1,5 +1,6 @@
 """Calling every configured provider in parallel under one deadline, each outcome classified."""
 
+import contextvars
 import logging
 import math
 import threading
@@ -100,7 +101,7 @@ def provider_call(client: BaseProviderClient, request: IdentifyRequest, deadline
             retry_after=_retry_after(exc),
         )
     except Exception as exc:  # a bug must cost one provider's answer, not the request
-        logger.exception("%s call raised unexpectedly", provider.value)
+        logger.exception("[ERROR] %s call raised unexpectedly", provider.value)
         return ProviderOutcome(
             provider,
             ProviderStatus.ERROR,
@@ -129,7 +130,10 @@ def providers_fan_out(
         bulkhead = BULKHEADS[provider]
         if bulkhead.try_acquire():
             try:
-                futures[provider] = provider_executor().submit(_bulkheaded_call, bulkhead, client, request, deadline_at)
+                # In a copy of this request's context: the provider thread's log lines carry its request id.
+                futures[provider] = provider_executor().submit(
+                    contextvars.copy_context().run, _bulkheaded_call, bulkhead, client, request, deadline_at
+                )
             except RuntimeError:  # the pool is shutting down with the process
                 bulkhead.release()
                 raise

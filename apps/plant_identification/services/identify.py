@@ -2,6 +2,7 @@
 
 import logging
 import math
+import time
 
 from django.conf import settings
 from django.db import transaction
@@ -62,6 +63,7 @@ def plant_identify(
 
     Raises ``NoProviderAvailableError`` (with every outcome and a retry time) when no provider answered.
     """
+    started = time.monotonic()
     clients = build_clients() if clients is None else clients
     outcomes = providers_fan_out(clients, request, deadline=identify_deadline(clients)) if clients else {}
     _flush_circuit_events()
@@ -70,15 +72,37 @@ def plant_identify(
 
     answers = [o.answer for o in outcomes.values() if o.answer is not None]
     if not answers:
-        raise _unavailable(outcomes, any_configured=bool(clients))
+        error = _unavailable(outcomes, any_configured=bool(clients))
+        logger.warning("[FALLBACK] 503 (Retry-After %d): %s %s", error.retry_after, error, _outcomes_text(outcomes))
+        _perf_log(started, 503, outcomes)
+        raise error
     configured = {o.provider: o for o in outcomes.values() if o.status != ProviderStatus.NOT_CONFIGURED}
-    return identification_store(
+    message = _degraded_message(configured)
+    identification = identification_store(
         request=request,
         user=user,
         outcomes=outcomes,
         suggestions=suggestions_merge(answers),
-        message=_degraded_message(configured),
+        message=message,
     )
+    if message is not None:
+        logger.warning("[FALLBACK] degraded answer %s: %s", identification.id, message)
+    _perf_log(started, 200, outcomes)
+    return identification
+
+
+def _outcomes_text(outcomes: dict[Provider, ProviderOutcome]) -> str:
+    """``plant_id=ok:412ms plantnet=ok:0ms:cached``: each provider's status, latency and whether it was cached."""
+    parts = []
+    for o in outcomes.values():
+        latency = "" if o.latency_ms is None else f":{o.latency_ms}ms"
+        parts.append(f"{o.provider.value}={o.status.value}{latency}{':cached' if o.cached else ''}")
+    return " ".join(parts)
+
+
+def _perf_log(started: float, status: int, outcomes: dict[Provider, ProviderOutcome]) -> None:
+    total_ms = round((time.monotonic() - started) * 1000)
+    logger.info("[PERF] identify status=%d total_ms=%d %s", status, total_ms, _outcomes_text(outcomes))
 
 
 def _flush_circuit_events() -> None:
