@@ -119,3 +119,33 @@ def env_origins(name: str) -> list[str]:
         if scheme not in {"http", "https"} or not host or "/" in host:
             raise ImproperlyConfigured(f"{name} takes origins like https://example.org, got {origin!r}")
     return origins
+
+
+def env_admins(name: str) -> list[tuple[str, str]]:
+    """Return Django's ADMINS from ``Name:email`` items, comma-separated (``Ops:ops@example.org``)."""
+    admins = []
+    for item in env_list(name, default=[]):
+        person, _, email = item.rpartition(":")
+        if not person.strip() or "@" not in email:
+            raise ImproperlyConfigured(f"{name} takes items like 'Ops:ops@example.org', got {item!r}")
+        admins.append((person.strip(), email.strip()))
+    return admins
+
+
+def env_email(name: str) -> dict:
+    """Return Django's EMAIL_* settings from an email URL (``smtp+tls://user:password@host:587``), or {} when unset."""
+    if not env_str(name).strip():
+        return {}
+    try:
+        return dict(_env.email_url(name))
+    except (ValueError, KeyError, environ.ImproperlyConfigured) as exc:
+        raise ImproperlyConfigured(f"{name} is not an email URL we understand: {exc}") from exc
+
+
+def env_http_url(name: str) -> str:
+    """Return an http(s) URL, or "" when the variable is unset."""
+    url = env_str(name).strip()
+    scheme, _, rest = url.partition("://")
+    if url and (scheme not in {"http", "https"} or not rest):
+        raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, got {url!r}")
+    return url

@@ -12,9 +12,12 @@ from redis.retry import Retry
 
 from backend.env import (
     BASE_DIR,
+    env_admins,
     env_bool,
     env_db,
+    env_email,
     env_float,
+    env_http_url,
     env_int,
     env_list,
     env_optional_float,
@@ -44,6 +47,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "rest_framework.authtoken",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "apps.plant_identification",
 ]
 
@@ -183,6 +187,21 @@ SPECTACULAR_SETTINGS = {
     "TITLE": "Plant identification API",
     "DESCRIPTION": "Identify a plant from photos with Plant.id and Pl@ntNet behind circuit breakers.",
     "VERSION": "1.0.0",
+    # Separate request components: uploads are binary files and required strings have minLength 1.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "ProviderEnum": "apps.plant_identification.serializers.PROVIDER_CHOICES",
+        "CircuitStateEnum": "apps.plant_identification.serializers.CIRCUIT_STATE_CHOICES",
+    },
+    # Stateful links (identify, then read the identification back) for clients and schemathesis.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "apps.plant_identification.openapi.identification_links",
+    ],
+    # Swagger UI and ReDoc from drf-spectacular-sidecar's static files: the docs work offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Uploads above this size spool to a temporary file instead of memory.
@@ -296,3 +315,31 @@ LOGGING = {
         "urllib3": {"level": "INFO"},
     },
 }
+
+# ---------------------------------------------------------------------------- ALERTS / EMAIL
+# Operators are told once per circuit episode, fleet-wide, when a circuit opens and when it is still not closed
+# ALERT_OPEN_FOR seconds later (circuits/alerts.py): by mail_admins (to DJANGO_ADMINS) and, when set, a JSON POST
+# to ALERT_WEBHOOK_URL. Nothing is sent without a recipient.
+ALERTS_ENABLED = env_bool("ALERTS_ENABLED", default=True)
+ALERT_WEBHOOK_URL = env_http_url("ALERT_WEBHOOK_URL")
+ALERT_WEBHOOK_TIMEOUT = env_float("ALERT_WEBHOOK_TIMEOUT", default=5.0)
+ALERT_OPEN_FOR = env_float("ALERT_OPEN_FOR", default=300.0)
+ADMINS = env_admins("DJANGO_ADMINS")  # "Ops:ops@example.org,Jane Doe:jane@example.org"
+SERVER_EMAIL = env_str("DJANGO_SERVER_EMAIL", default="root@localhost")
+EMAIL_SUBJECT_PREFIX = env_str("DJANGO_EMAIL_SUBJECT_PREFIX", default="[plantid] ")
+# EMAIL_URL (smtp://, smtp+tls://, smtp+ssl://, consolemail://) wins; else EMAIL_HOST for plain SMTP settings;
+# else mail goes to the console.
+_email = env_email("EMAIL_URL")
+if _email:
+    globals().update(_email)
+elif env_str("EMAIL_HOST"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = env_str("EMAIL_HOST")
+    EMAIL_PORT = env_int("EMAIL_PORT", default=25, minimum=1)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", default=False)
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", default=False)
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", default=10.0)

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 from redis.exceptions import RedisError
 
+from apps.plant_identification.circuits.alerts import circuit_alerts_check
 from apps.plant_identification.circuits.breaker import circuit_snapshot_list
 from apps.plant_identification.circuits.snapshots import CircuitSnapshot
 from apps.plant_identification.models import Identification
@@ -79,6 +80,7 @@ class HealthReport:
 def health_report() -> HealthReport:
     """Circuits and dependencies as they stand now."""
     circuits = circuit_snapshot_list()
+    circuit_alerts_check(circuits)  # the "still open" alert: queued, and only for circuits not closed
     configured = {spec.provider for spec in configured_specs()}
     available = {snapshot.provider: snapshot.provider in configured and snapshot.callable for snapshot in circuits}
     checks = readiness().checks

@@ -1,6 +1,7 @@
 """Request validation, and every response body: identifications, the 503, circuits, overrides and health."""
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import APIException
@@ -9,10 +10,14 @@ from apps.plant_identification.circuits.overrides import OVERRIDE_MAX_SECONDS
 from apps.plant_identification.circuits.snapshots import CircuitSnapshot
 from apps.plant_identification.circuits.states import CircuitState
 from apps.plant_identification.images import ImageRejectedError, image_load
-from apps.plant_identification.models import Identification
+from apps.plant_identification.models import CircuitOverride, Identification
 from apps.plant_identification.providers import Provider
-from apps.plant_identification.selectors import FAIL, PASS, HealthReport, Readiness
+from apps.plant_identification.selectors import FAIL, NOT_CONFIGURED, PASS, HealthReport, Readiness
 from apps.plant_identification.types import IdentifyRequest, Organ, ProviderStatus
+
+# Choice lists named once in the schema (SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"]).
+PROVIDER_CHOICES = [p.value for p in Provider]
+CIRCUIT_STATE_CHOICES = [s.value for s in CircuitState]
 
 # Pl@ntNet accepts these only alongside a primary organ (it answers 400 to habit or other alone).
 SECONDARY_ORGANS = {Organ.HABIT.value, Organ.OTHER.value}
@@ -26,14 +31,30 @@ class PayloadTooLargeError(APIException):
     default_code = "payload_too_large"
 
 
+class ErrorOutputSerializer(serializers.Serializer):
+    """The body of every 4xx (schema only): a human-readable ``detail``; a 400 adds the field errors."""
+
+    detail = serializers.CharField()
+    errors = serializers.DictField(
+        child=serializers.JSONField(),
+        required=False,
+        help_text="400 only: the messages by field (a list of strings, or nested by field for list items)",
+    )
+
+
 class IdentifyInputSerializer(serializers.Serializer):
     """Validates a multipart identify request into an ``IdentifyRequest``; no provider is called here."""
 
-    images = serializers.ListField(child=serializers.FileField(allow_empty_file=True), allow_empty=False)
+    images = serializers.ListField(
+        child=serializers.FileField(allow_empty_file=True),
+        allow_empty=False,
+        help_text="1 to 5 photos of the same plant: JPEG, PNG, WebP or HEIC/HEIF (``image`` is an alias)",
+    )
     organs = serializers.ListField(child=serializers.ChoiceField(choices=[o.value for o in Organ]), required=False)
     include_diseases = serializers.BooleanField(required=False, default=True)
-    latitude = serializers.FloatField(required=False, min_value=-90, max_value=90, allow_null=True, default=None)
-    longitude = serializers.FloatField(required=False, min_value=-180, max_value=180, allow_null=True, default=None)
+    # Not nullable: a multipart form cannot send a null, and ``from_request`` drops empty values.
+    latitude = serializers.FloatField(required=False, min_value=-90, max_value=90, default=None)
+    longitude = serializers.FloatField(required=False, min_value=-180, max_value=180, default=None)
 
     @classmethod
     def from_request(cls, request) -> "IdentifyInputSerializer":
@@ -101,7 +122,14 @@ class ProviderEntrySerializer(serializers.Serializer):
     cached = serializers.BooleanField()
 
 
-@extend_schema_field(serializers.DictField(child=ProviderEntrySerializer()))
+class ProvidersSerializer(serializers.Serializer):
+    """Schema of the ``providers`` block: one entry for every provider, configured or not."""
+
+    def get_fields(self):
+        return {provider.value: ProviderEntrySerializer() for provider in Provider}
+
+
+@extend_schema_field(ProvidersSerializer())
 class ProvidersField(serializers.Field):
     """The ``providers`` block: one entry per provider, from provider outcomes or stored provider results."""
 
@@ -122,9 +150,63 @@ class ProvidersField(serializers.Field):
         return body
 
 
+class ProbabilitySerializer(serializers.Serializer):
+    """A Plant.id yes/no answer with its probability (``is_plant``, ``is_healthy``)."""
+
+    probability = serializers.FloatField(allow_null=True)
+    binary = serializers.BooleanField(allow_null=True)
+
+
+class SuggestionSerializer(serializers.Serializer):
+    """Schema of one merged suggestion (``MergedSuggestion.as_dict``)."""
+
+    scientific_name = serializers.CharField()
+    common_names = serializers.ListField(child=serializers.CharField())
+    family = serializers.CharField(allow_null=True)
+    genus = serializers.CharField(allow_null=True)
+    confidence = serializers.FloatField(min_value=0, max_value=1)
+    sources = serializers.ListField(child=serializers.ChoiceField(choices=PROVIDER_CHOICES))
+    scores = serializers.DictField(child=serializers.FloatField(), help_text="each provider's own score")
+    details = serializers.DictField(child=serializers.JSONField(), help_text="provider details (free-form)")
+
+
+class DiseaseSerializer(serializers.Serializer):
+    """Schema of one Plant.id disease suggestion (documented keys; Plant.id's detail keys may follow)."""
+
+    id = serializers.CharField(allow_null=True)
+    name = serializers.CharField()
+    probability = serializers.FloatField()
+
+
+class HealthAssessmentSerializer(serializers.Serializer):
+    """Schema of the Plant.id health assessment."""
+
+    is_healthy = ProbabilitySerializer(allow_null=True)
+    diseases = DiseaseSerializer(many=True)
+    question = serializers.DictField(child=serializers.JSONField(), allow_null=True)
+
+
+@extend_schema_field(ProbabilitySerializer(allow_null=True))
+class IsPlantField(serializers.JSONField):
+    """``is_plant`` as stored."""
+
+
+@extend_schema_field(SuggestionSerializer(many=True))
+class SuggestionsField(serializers.JSONField):
+    """``suggestions`` as stored."""
+
+
+@extend_schema_field(HealthAssessmentSerializer(allow_null=True))
+class HealthAssessmentField(serializers.JSONField):
+    """``health`` as stored."""
+
+
 class IdentificationOutputSerializer(serializers.ModelSerializer):
     """The identify response body, the same when the identification is read back later."""
 
+    is_plant = IsPlantField(read_only=True)
+    suggestions = SuggestionsField(read_only=True)
+    health = HealthAssessmentField(read_only=True)
     providers = ProvidersField(source="results")
 
     class Meta:
@@ -142,22 +224,33 @@ class UnavailableOutputSerializer(serializers.Serializer):
 class CircuitSerializer(serializers.Serializer):
     """One circuit breaker as it stands now."""
 
-    state = serializers.ChoiceField(choices=[s.value for s in CircuitState])
+    state = serializers.ChoiceField(choices=CIRCUIT_STATE_CHOICES)
     fail_count = serializers.IntegerField()
     fail_max = serializers.IntegerField()
-    reset_timeout = serializers.SerializerMethodField()
+    reset_timeout = serializers.SerializerMethodField(help_text="seconds an open circuit waits before a trial call")
     retry_after = serializers.IntegerField(allow_null=True, help_text="seconds until a trial call is allowed")
-    reason = serializers.SerializerMethodField()
+    reason = serializers.SerializerMethodField(help_text="why an open circuit opened; null otherwise")
 
+    @extend_schema_field(OpenApiTypes.NUMBER)
     def get_reset_timeout(self, snapshot: CircuitSnapshot) -> float:
         seconds = snapshot.reset_timeout
         return int(seconds) if float(seconds).is_integer() else seconds
 
+    @extend_schema_field(
+        serializers.ChoiceField(choices=["failures", "quota", "credentials", "forced"], allow_null=True)
+    )
     def get_reason(self, snapshot: CircuitSnapshot) -> str | None:
         return snapshot.reason or None
 
 
-@extend_schema_field(serializers.DictField(child=CircuitSerializer()))
+class CircuitsSerializer(serializers.Serializer):
+    """Schema of every circuit, keyed by provider."""
+
+    def get_fields(self):
+        return {provider.value: CircuitSerializer() for provider in Provider}
+
+
+@extend_schema_field(CircuitsSerializer())
 class CircuitsField(serializers.Field):
     """Every circuit, keyed by provider."""
 
@@ -181,10 +274,10 @@ class CircuitListOutputSerializer(serializers.Serializer):
 class CircuitOverrideOutputSerializer(serializers.Serializer):
     """What a staff override did, and the circuit after it."""
 
-    provider = serializers.CharField(source="override.circuit_id")
-    action = serializers.CharField(source="override.action")
-    state_before = serializers.CharField(source="override.state_before")
-    state_after = serializers.CharField(source="override.state_after")
+    provider = serializers.ChoiceField(choices=PROVIDER_CHOICES, source="override.circuit_id")
+    action = serializers.ChoiceField(choices=CircuitOverride.Action.values, source="override.action")
+    state_before = serializers.ChoiceField(choices=CIRCUIT_STATE_CHOICES, source="override.state_before")
+    state_after = serializers.ChoiceField(choices=CIRCUIT_STATE_CHOICES, source="override.state_after")
     expires_at = serializers.DateTimeField(source="override.expires_at", allow_null=True)
     circuit = CircuitSerializer()
 
@@ -192,11 +285,20 @@ class CircuitOverrideOutputSerializer(serializers.Serializer):
 class LiveOutputSerializer(serializers.Serializer):
     """The /health/live/ body: the process answers."""
 
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=[PASS])
 
 
 def _checks(checks: dict[str, str]) -> dict[str, dict[str, str]]:
     return {name: {"status": status} for name, status in checks.items()}
+
+
+class CheckSerializer(serializers.Serializer):
+    """Schema of one dependency check."""
+
+    status = serializers.ChoiceField(choices=[PASS, FAIL, NOT_CONFIGURED])
+
+
+CHECKS_SCHEMA = serializers.DictField(child=CheckSerializer(), help_text="each dependency, by name")
 
 
 class ReadinessOutputSerializer(serializers.Serializer):
@@ -205,9 +307,11 @@ class ReadinessOutputSerializer(serializers.Serializer):
     status = serializers.SerializerMethodField()
     checks = serializers.SerializerMethodField()
 
+    @extend_schema_field(serializers.ChoiceField(choices=[PASS, FAIL]))
     def get_status(self, readiness: Readiness) -> str:
         return PASS if readiness.ready else FAIL
 
+    @extend_schema_field(CHECKS_SCHEMA)
     def get_checks(self, readiness: Readiness) -> dict[str, dict[str, str]]:
         return _checks(readiness.checks)
 
@@ -215,29 +319,67 @@ class ReadinessOutputSerializer(serializers.Serializer):
 class HealthOutputSerializer(serializers.Serializer):
     """The /health/ body: overall status, whether each provider can be called, circuits and dependencies."""
 
-    status = serializers.CharField()
+    status = serializers.ChoiceField(choices=["healthy", "degraded", "unhealthy"])
     sandbox = serializers.BooleanField()
     circuit_breakers = CircuitsField(source="circuits")
     checks = serializers.SerializerMethodField()
 
+    def get_fields(self):
+        fields = super().get_fields()
+        available = {
+            f"{provider.value}_available": ProviderAvailableField(
+                provider, help_text="whether this provider can be called now"
+            )
+            for provider in Provider
+        }
+        return {"status": fields.pop("status"), "sandbox": fields.pop("sandbox"), **available, **fields}
+
+    @extend_schema_field(CHECKS_SCHEMA)
     def get_checks(self, report: HealthReport) -> dict[str, dict[str, str]]:
         return _checks(report.checks)
 
-    def to_representation(self, report: HealthReport) -> dict:
-        body = super().to_representation(report)
-        available = {f"{provider.value}_available": value for provider, value in report.available.items()}
-        return {"status": body["status"], "sandbox": body["sandbox"], **available, **body}
+
+@extend_schema_field(OpenApiTypes.BOOL)
+class ProviderAvailableField(serializers.Field):
+    """``<provider>_available`` in /health/: whether that provider can be called now."""
+
+    def __init__(self, provider: Provider, **kwargs) -> None:
+        self.provider = provider
+        super().__init__(source="*", read_only=True, **kwargs)
+
+    def to_representation(self, report: HealthReport) -> bool:
+        return report.available[self.provider]
+
+
+class StrictCharField(serializers.CharField):
+    """A string, and only a string: DRF's CharField would turn a JSON ``0`` or ``true`` into text."""
+
+    def to_internal_value(self, data):
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
 
 class CircuitOverrideInputSerializer(serializers.Serializer):
     """A staff request to force a circuit: why, and optionally for how long."""
 
-    reason = serializers.CharField(max_length=500, allow_blank=False, trim_whitespace=True)
+    reason = StrictCharField(max_length=500, allow_blank=False, trim_whitespace=True)
     expires_in = serializers.FloatField(
         required=False,
         min_value=1,
         max_value=OVERRIDE_MAX_SECONDS,
         allow_null=True,
         default=None,
+        help_text=f"seconds until the override lapses, at most {OVERRIDE_MAX_SECONDS} (30 days); omit for no expiry",
+    )
+
+
+class CircuitOverrideFormSerializer(CircuitOverrideInputSerializer):
+    """Schema of the same request as a form (schema only): a form cannot send a null ``expires_in``."""
+
+    expires_in = serializers.FloatField(
+        required=False,
+        min_value=1,
+        max_value=OVERRIDE_MAX_SECONDS,
         help_text=f"seconds until the override lapses, at most {OVERRIDE_MAX_SECONDS} (30 days); omit for no expiry",
     )

@@ -6,7 +6,7 @@ from django.http import HttpResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotAuthenticated, NotFound
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -21,9 +21,12 @@ from apps.plant_identification.metrics import CONTENT_TYPE, metrics_exposition, 
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.selectors import PASS, health_report, identification_for_user, readiness
 from apps.plant_identification.serializers import (
+    PROVIDER_CHOICES,
     CircuitListOutputSerializer,
+    CircuitOverrideFormSerializer,
     CircuitOverrideInputSerializer,
     CircuitOverrideOutputSerializer,
+    ErrorOutputSerializer,
     HealthOutputSerializer,
     IdentificationOutputSerializer,
     IdentifyInputSerializer,
@@ -34,6 +37,14 @@ from apps.plant_identification.serializers import (
 )
 from apps.plant_identification.services.identify import plant_identify
 from apps.plant_identification.uploads import require_declared_length
+
+
+def _error(description: str) -> OpenApiResponse:
+    return OpenApiResponse(ErrorOutputSerializer, description=description)
+
+
+UNAUTHENTICATED = _error("Missing or invalid credentials.")
+NOT_STAFF = _error("The user is not staff, or a session POST without its CSRF token.")
 
 
 def _status(ok: bool) -> int:
@@ -50,7 +61,17 @@ class PlantIdentifyView(APIView):
 
     @extend_schema(
         request={"multipart/form-data": IdentifyInputSerializer},
-        responses={200: IdentificationOutputSerializer, 503: UnavailableOutputSerializer},
+        responses={
+            200: IdentificationOutputSerializer,
+            400: _error("Invalid input: no image, not an image, bad organs or coordinates (``errors`` by field)."),
+            401: _error("Missing or invalid credentials while anonymous identification is off."),
+            403: _error("A session POST without its CSRF token."),
+            411: _error("A chunked upload without a Content-Length."),
+            413: _error("An image or the whole upload over its size limit."),
+            415: _error("A body that is not multipart/form-data (or a url-encoded form)."),
+            429: _error("Throttled (IDENTIFY_THROTTLE_RATE); see Retry-After."),
+            503: OpenApiResponse(UnavailableOutputSerializer, description="No provider could answer; see Retry-After."),
+        },
     )
     def post(self, request):
         require_declared_length(request)  # 411 for a chunked upload, before reading any of it
@@ -68,7 +89,13 @@ class IdentificationDetailView(APIView):
 
     permission_classes = [AllowAny]
 
-    @extend_schema(responses=IdentificationOutputSerializer)
+    @extend_schema(
+        responses={
+            200: IdentificationOutputSerializer,
+            401: _error("Invalid credentials (a request without any may read anonymous identifications)."),
+            404: _error("No such identification, or not the caller's."),
+        }
+    )
     def get(self, request, identification_id):
         identification = identification_for_user(identification_id=identification_id, user=request.user)
         if identification is None:
@@ -81,7 +108,7 @@ class CircuitListView(APIView):
 
     permission_classes = [IsAdminUser]
 
-    @extend_schema(responses=CircuitListOutputSerializer)
+    @extend_schema(responses={200: CircuitListOutputSerializer, 401: UNAUTHENTICATED, 403: NOT_STAFF})
     def get(self, request):
         return Response(CircuitListOutputSerializer(circuit_snapshot_list()).data)
 
@@ -93,7 +120,23 @@ class CircuitOverrideView(APIView):
     parser_classes = [JSONParser, FormParser, MultiPartParser]
     action: str = ""
 
-    @extend_schema(request=CircuitOverrideInputSerializer, responses=CircuitOverrideOutputSerializer)
+    @extend_schema(
+        parameters=[OpenApiParameter("provider", str, OpenApiParameter.PATH, enum=PROVIDER_CHOICES)],
+        request={
+            "application/json": CircuitOverrideInputSerializer,
+            "application/x-www-form-urlencoded": CircuitOverrideFormSerializer,
+            "multipart/form-data": CircuitOverrideFormSerializer,
+        },
+        responses={
+            200: CircuitOverrideOutputSerializer,
+            400: _error("No ``reason``, or a bad ``expires_in`` (``errors`` by field)."),
+            401: UNAUTHENTICATED,
+            403: NOT_STAFF,
+            404: _error("No circuit of that name."),
+            415: _error("A body that is neither JSON nor a form."),
+            503: _error("The shared circuit store is unreachable; nothing was changed (see Retry-After)."),
+        },
+    )
     def post(self, request, provider):
         if provider not in {p.value for p in Provider}:
             raise NotFound(f"No circuit named {provider!r}.")
@@ -118,7 +161,12 @@ class ProbeView(APIView):
 class HealthView(ProbeView):
     """Circuits and dependencies; 200 while some configured provider can be called, else 503."""
 
-    @extend_schema(responses=HealthOutputSerializer)
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(HealthOutputSerializer, description="Some configured provider can be called."),
+            503: OpenApiResponse(HealthOutputSerializer, description="No configured provider can be called."),
+        }
+    )
     def get(self, request):
         report = health_report()
         return Response(HealthOutputSerializer(report).data, status=_status(report.serving))
@@ -135,7 +183,12 @@ class LiveView(ProbeView):
 class ReadyView(ProbeView):
     """The database and (when configured) Redis answer."""
 
-    @extend_schema(responses=ReadinessOutputSerializer)
+    @extend_schema(
+        responses={
+            200: OpenApiResponse(ReadinessOutputSerializer, description="Every dependency answers."),
+            503: OpenApiResponse(ReadinessOutputSerializer, description="A dependency does not answer."),
+        }
+    )
     def get(self, request):
         report = readiness()
         return Response(ReadinessOutputSerializer(report).data, status=_status(report.ready))
@@ -147,7 +200,7 @@ class MetricsView(ProbeView):
     @extend_schema(
         responses={
             (200, "text/plain"): OpenApiTypes.STR,
-            401: OpenApiResponse(description="METRICS_TOKEN is set and the request does not carry it."),
+            401: _error("METRICS_TOKEN is set and the request does not carry it."),
         }
     )
     def get(self, request):

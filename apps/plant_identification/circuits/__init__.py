@@ -7,5 +7,6 @@
 - ``breaker``: ``ProviderCircuitBreaker``, the pybreaker subclass the clients call through, and one per provider.
 - ``snapshots``: a circuit as readers see it (``/health/``, the admin, the circuits API).
 - ``events``: transitions, logged, kept in Redis the moment they happen and stored as ``CircuitEvent`` rows.
+- ``alerts``: operators told once per episode fleet-wide (mail_admins, a webhook) when a circuit opens or stays open.
 - ``overrides``: staff forcing a circuit open or closed, with an audit record.
 """

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 
 import pybreaker
 
+from apps.plant_identification.circuits.alerts import circuit_alert_transition
 from apps.plant_identification.circuits.states import CircuitState
 from apps.plant_identification.metrics import circuit_transition_record
 
@@ -87,6 +88,7 @@ class CircuitEventListener(pybreaker.CircuitBreakerListener):
             if not cb.store.push_event(event.to_json()):
                 _local.put(event)
             _recorded.set()
+            circuit_alert_transition(cb, new_state.name, reason)  # queued: never waits for mail or a webhook
         except Exception:  # a listener must never break the breaker
             logger.exception("[CIRCUIT] could not record a transition")
 
