@@ -1,9 +1,20 @@
 """Admin: identifications with their provider results, circuits with live state and history."""
 
+import json
+from datetime import datetime
+
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.utils.html import format_html
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.dateformat import format as date_format
+from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.circuits.events import circuit_events_flush
@@ -22,6 +33,66 @@ from apps.plant_identification.models import (
 )
 from apps.plant_identification.providers import Provider, provider_spec
 from apps.plant_identification.types import ProviderStatus
+
+TIME_FORMAT = "Y-m-d H:i:s"
+# Seconds between reloads of the circuit pages; the circuit page skips a reload while a force form is being filled.
+CIRCUIT_REFRESH_SECONDS = 15
+STATE_COLOURS = {  # background, text: green, amber, red
+    CircuitState.CLOSED: ("#2e7d32", "#ffffff"),
+    CircuitState.HALF_OPEN: ("#f9a825", "#000000"),
+    CircuitState.OPEN: ("#c62828", "#ffffff"),
+}
+
+
+def when(moment: datetime | None) -> str:
+    """A time to the second, in the site's time zone ("-" for none)."""
+    if moment is None:
+        return "-"
+    return date_format(timezone.localtime(moment), TIME_FORMAT)
+
+
+def json_folded(value, summary: str | None = None) -> str:
+    """``value`` as pretty-printed, escaped JSON folded in a ``<details>`` ("-" for none)."""
+    if value is None:
+        return "-"
+    if summary is None:
+        size = len(value) if isinstance(value, dict | list) else 1
+        summary = f"{size} {'keys' if isinstance(value, dict) else 'items' if isinstance(value, list) else 'value'}"
+    text = json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str)
+    return format_html(
+        '<details class="json-payload"><summary>{}</summary><pre style="white-space: pre-wrap">{}</pre></details>',
+        summary,
+        text,
+    )
+
+
+def state_badge(state: str) -> str:
+    """A circuit state in its colour: closed green, half-open amber, open red."""
+    background, foreground = STATE_COLOURS.get(state, ("#777777", "#ffffff"))
+    return format_html(
+        '<span class="circuit-state" data-state="{}" style="background-color: {}; color: {}; padding: 2px 8px; '
+        'border-radius: 4px; font-weight: bold">{}</span>',
+        state,
+        background,
+        foreground,
+        state,
+    )
+
+
+def last_error(provider: str) -> ProviderResult | None:
+    """The latest result of ``provider`` with an error status (a selector kept here: admin.py is this page's)."""
+    return (
+        ProviderResult.objects.filter(provider=provider, status=ProviderStatus.ERROR)
+        .select_related("identification")
+        .order_by("-identification__created_at", "-pk")
+        .first()
+    )
+
+
+def failing_identifications_url(provider: str) -> str:
+    """The identification changelist filtered to ``provider``'s errors."""
+    changelist = reverse("admin:plant_identification_identification_changelist")
+    return f"{changelist}?{urlencode({f'{provider}_status': ProviderStatus.ERROR.value})}"
 
 
 class ViewOnlyMixin:
@@ -62,8 +133,12 @@ class ProviderResultInline(ReadOnlyInline):
         "http_status",
         "error_class",
         "error_detail",
-        "raw_payload",
+        "raw_payload_pretty",
     ]
+
+    @admin.display(description="raw payload")
+    def raw_payload_pretty(self, result: ProviderResult) -> str:
+        return json_folded(result.raw_payload)
 
 
 def provider_status_filter(provider: Provider) -> type[admin.SimpleListFilter]:
@@ -109,12 +184,52 @@ class IdentificationAdmin(ViewOnlyMixin, admin.ModelAdmin):
         "longitude",
         "degraded_mark",
         "message",
-        "is_plant",
-        "suggestions",
-        "health",
+        "is_plant_pretty",
+        "suggestions_table",
+        "health_pretty",
         "top_scientific_name",
         "scientific_names",
     ]
+
+    @admin.display(description="is plant")
+    def is_plant_pretty(self, identification: Identification) -> str:
+        return json_folded(identification.is_plant)
+
+    @admin.display(description="health")
+    def health_pretty(self, identification: Identification) -> str:
+        return json_folded(identification.health)
+
+    @admin.display(description="suggestions")
+    def suggestions_table(self, identification: Identification) -> str:
+        """The merged suggestions as a table; each one's details folded as pretty JSON."""
+        suggestions = [s for s in identification.suggestions or [] if isinstance(s, dict)]
+        if not suggestions:
+            return "-"
+
+        def cells(suggestion: dict):
+            scores = suggestion.get("scores") or {}
+            return (
+                suggestion.get("scientific_name") or "-",
+                ", ".join(map(str, suggestion.get("common_names") or [])) or "-",
+                suggestion.get("family") or "-",
+                suggestion.get("genus") or "-",
+                suggestion.get("confidence", "-"),
+                ", ".join(f"{name}: {score}" for name, score in scores.items())
+                if isinstance(scores, dict)
+                else str(scores),
+                json_folded(suggestion["details"]) if suggestion.get("details") else "-",
+            )
+
+        header = ("scientific name", "common names", "family", "genus", "confidence", "scores", "details")
+        return format_html(
+            '<table class="suggestions"><thead><tr>{}</tr></thead><tbody>{}</tbody></table>',
+            format_html_join("", "<th>{}</th>", ((name,) for name in header)),
+            format_html_join(
+                "",
+                "<tr>{}</tr>",
+                ((format_html_join("", "<td>{}</td>", ((cell,) for cell in cells(s))),) for s in suggestions),
+            ),
+        )
 
     @admin.display(description="degraded", ordering="degraded")
     def degraded_mark(self, identification: Identification) -> str:
@@ -126,8 +241,12 @@ class IdentificationAdmin(ViewOnlyMixin, admin.ModelAdmin):
 
 class CircuitEventInline(ReadOnlyInline):
     model = CircuitEvent
-    fields = ["created_at", "from_state", "to_state", "fail_count", "reason", "worker"]
+    fields = ["created_at_seconds", "from_state", "to_state", "fail_count", "reason", "worker"]
     ordering = ["-created_at"]
+
+    @admin.display(description="time", ordering="created_at")
+    def created_at_seconds(self, event: CircuitEvent) -> str:
+        return when(event.created_at)
 
 
 class OverrideForm(forms.Form):
@@ -145,24 +264,42 @@ class OverrideForm(forms.Form):
 
 class CircuitOverrideInline(ReadOnlyInline):
     model = CircuitOverride
-    fields = ["created_at", "user", "action", "reason", "state_before", "state_after", "expires_at"]
+    fields = ["created_at_seconds", "user", "action", "reason", "state_before", "state_after", "expires_at_seconds"]
+
+    @admin.display(description="time", ordering="created_at")
+    def created_at_seconds(self, override: CircuitOverride) -> str:
+        return when(override.created_at)
+
+    @admin.display(description="expires at", ordering="expires_at")
+    def expires_at_seconds(self, override: CircuitOverride) -> str:
+        return when(override.expires_at)
+
+
+FORCE_ACTIONS = {"open": CircuitOverride.Action.OPEN, "close": CircuitOverride.Action.CLOSE}
+RECENT_TRANSITIONS = 10
 
 
 @admin.register(Circuit)
 class CircuitAdmin(AuditTrailMixin, admin.ModelAdmin):
-    """Circuits: live state from the breaker store, transitions and overrides from the database."""
+    """Circuits: live state from the breaker store, transitions and overrides from the database.
 
-    list_display = ["provider", "state", "failures", "half_open_in", "reason"]
-    readonly_fields = ["provider", "state", "failures", "half_open_in", "reason"]
+    The changelist is the dashboard (state in colour, failures, a countdown to half-open, the last error and
+    the failing identifications); each circuit's page adds its recent transitions and force open / close.
+    """
+
+    list_display = ["provider", "state", "failures", "half_open_in", "reason", "last_error", "failing"]
+    readonly_fields = ["provider", "state", "failures", "half_open_in", "reason", "last_error", "failing"]
     inlines = [CircuitEventInline, CircuitOverrideInline]
     actions = ["force_open", "force_close"]
+    change_form_template = "admin/plant_identification/circuit/change_form.html"
+    change_list_template = "admin/plant_identification/circuit/change_list.html"
 
     def _snapshot(self, circuit: Circuit):
         return breaker_for(Provider(circuit.provider)).snapshot()
 
     @admin.display(description="state")
     def state(self, circuit: Circuit) -> str:
-        return self._snapshot(circuit).state
+        return state_badge(self._snapshot(circuit).state)
 
     @admin.display(description="failures")
     def failures(self, circuit: Circuit) -> str:
@@ -174,11 +311,32 @@ class CircuitAdmin(AuditTrailMixin, admin.ModelAdmin):
         snapshot = self._snapshot(circuit)
         if snapshot.state != CircuitState.OPEN:
             return "-"
-        return f"{snapshot.retry_after} s" if snapshot.retry_after is not None else "until staff close it"
+        if snapshot.retry_after is None:
+            return "until staff close it"
+        return format_html('<span class="circuit-countdown" data-seconds="{0}">{0} s</span>', snapshot.retry_after)
 
     @admin.display(description="reason")
     def reason(self, circuit: Circuit) -> str:
         return self._snapshot(circuit).reason or "-"
+
+    @admin.display(description="last error")
+    def last_error(self, circuit: Circuit) -> str:
+        result = last_error(circuit.provider)
+        if result is None:
+            return "-"
+        detail = ": ".join(part for part in (result.error_class, result.error_detail) if part) or result.status
+        if result.http_status:
+            detail = f"{detail} (HTTP {result.http_status})"
+        return format_html(
+            '<span class="circuit-last-error">{}</span> at <a href="{}">{}</a>',
+            detail[:300],
+            reverse("admin:plant_identification_identification_change", args=[result.identification_id]),
+            when(result.identification.created_at),
+        )
+
+    @admin.display(description="failing identifications")
+    def failing(self, circuit: Circuit) -> str:
+        return format_html('<a href="{}">errors</a>', failing_identifications_url(circuit.provider))
 
     @admin.action(description="Force open (every worker)")
     def force_open(self, request, queryset):
@@ -202,17 +360,7 @@ class CircuitAdmin(AuditTrailMixin, admin.ModelAdmin):
             return TemplateResponse(request, "admin/plant_identification/circuit/override.html", context)
         done = 0
         for circuit in queryset:
-            try:
-                circuit_override(
-                    provider=Provider(circuit.provider),
-                    action=action,
-                    user=request.user,
-                    reason=form.cleaned_data["reason"],
-                    expires_in=form.cleaned_data["expires_in"],
-                )
-            except CircuitStoreUnreachableError as exc:
-                self.message_user(request, f"{circuit.provider}: {exc} Nothing was changed.", messages.ERROR)
-            else:
+            if self._apply(request, circuit, action, form):
                 done += 1
         if done:
             self.message_user(
@@ -220,13 +368,76 @@ class CircuitAdmin(AuditTrailMixin, admin.ModelAdmin):
             )
         return None
 
+    def _apply(self, request, circuit: Circuit, action: str, form: OverrideForm) -> bool:
+        """Force ``circuit`` through the audited service; False (with a message) when Redis is unreachable."""
+        try:
+            circuit_override(
+                provider=Provider(circuit.provider),
+                action=action,
+                user=request.user,
+                reason=form.cleaned_data["reason"],
+                expires_in=form.cleaned_data["expires_in"],
+            )
+        except CircuitStoreUnreachableError as exc:
+            self.message_user(request, f"{circuit.provider}: {exc} Nothing was changed.", messages.ERROR)
+            return False
+        return True
+
+    def get_urls(self):
+        force = path(
+            "<path:object_id>/force/<str:action>/",
+            self.admin_site.admin_view(self.force_view),
+            name="plant_identification_circuit_force",
+        )
+        return [force, *super().get_urls()]
+
+    def force_view(self, request, object_id: str, action: str):
+        """The circuit page's force open / close buttons: the actions' form and audited service, one circuit."""
+        if action not in FORCE_ACTIONS:
+            raise Http404("No such override.")
+        circuit = get_object_or_404(Circuit, pk=unquote(object_id))
+        if not self.has_view_permission(request, circuit):
+            raise PermissionDenied
+        title = f"Force {action}: {circuit.provider}"
+        form = OverrideForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            if self._apply(request, circuit, FORCE_ACTIONS[action], form):
+                self.message_user(request, f"force {action}: done for {circuit.provider}.", messages.SUCCESS)
+            return HttpResponseRedirect(reverse("admin:plant_identification_circuit_change", args=[quote(circuit.pk)]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": title,
+            "form": form,
+            "queryset": [circuit],
+            "opts": self.opts,
+            "circuit_page": True,
+        }
+        return TemplateResponse(request, "admin/plant_identification/circuit/override.html", context)
+
     def changelist_view(self, request, extra_context=None):
         _flush_events()
-        return super().changelist_view(request, extra_context)
+        return super().changelist_view(request, {"refresh_seconds": CIRCUIT_REFRESH_SECONDS, **(extra_context or {})})
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         _flush_events()
-        return super().change_view(request, object_id, form_url, extra_context)
+        context = {"refresh_seconds": CIRCUIT_REFRESH_SECONDS, **(extra_context or {})}
+        circuit = Circuit.objects.filter(pk=unquote(object_id)).first()
+        if circuit is not None:
+            context.update(
+                recent_transitions=[
+                    {"time": when(event.created_at), "event": event}
+                    for event in circuit.events.order_by("-created_at", "-pk")[:RECENT_TRANSITIONS]
+                ],
+                force_forms=[
+                    (
+                        action,
+                        reverse("admin:plant_identification_circuit_force", args=[quote(circuit.pk), action]),
+                        OverrideForm(auto_id=f"id_force_{action}_%s"),
+                    )
+                    for action in FORCE_ACTIONS
+                ],
+            )
+        return super().change_view(request, object_id, form_url, context)
 
 
 HISTORY_NOTE = (
@@ -244,9 +455,13 @@ def _flush_events() -> None:
 class CircuitEventAdmin(AuditTrailMixin, admin.ModelAdmin):
     """Every circuit transition, with a note on the ones the history may miss."""
 
-    list_display = ["created_at", "circuit", "from_state", "to_state", "fail_count", "reason", "worker"]
+    list_display = ["time", "circuit", "from_state", "to_state", "fail_count", "reason", "worker"]
     list_filter = ["circuit", "to_state"]
     date_hierarchy = "created_at"
+
+    @admin.display(description="time", ordering="created_at")
+    def time(self, event: CircuitEvent) -> str:
+        return when(event.created_at)
 
     def changelist_view(self, request, extra_context=None):
         _flush_events()
@@ -257,6 +472,14 @@ class CircuitEventAdmin(AuditTrailMixin, admin.ModelAdmin):
 class CircuitOverrideAdmin(AuditTrailMixin, admin.ModelAdmin):
     """The audit log of forced circuits."""
 
-    list_display = ["created_at", "circuit", "action", "user", "reason", "state_before", "state_after", "expires_at"]
+    list_display = ["time", "circuit", "action", "user", "reason", "state_before", "state_after", "expires"]
     list_filter = ["circuit", "action"]
     date_hierarchy = "created_at"
+
+    @admin.display(description="time", ordering="created_at")
+    def time(self, override: CircuitOverride) -> str:
+        return when(override.created_at)
+
+    @admin.display(description="expires at", ordering="expires_at")
+    def expires(self, override: CircuitOverride) -> str:
+        return when(override.expires_at)

@@ -1,5 +1,7 @@
 """Admin pages: identifications (filters, search, detail) and circuits with live state and history."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -138,3 +140,149 @@ def test_the_circuit_audit_trail_cannot_be_deleted_or_edited_even_by_a_superuser
     ).status_code in (200, 302)
     assert (CircuitOverride.objects.get(), CircuitEvent.objects.get()) == (override, event)
     assert CircuitOverride.objects.get().reason == "incident"
+
+
+SECONDS = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+
+
+def circuit_url(provider: str) -> str:
+    return reverse("admin:plant_identification_circuit_change", args=[provider])
+
+
+def force_url(provider: str, action: str) -> str:
+    return reverse("admin:plant_identification_circuit_force", args=[provider, action])
+
+
+@pytest.fixture
+def plantnet_error():
+    """An identification where Pl@ntNet failed, the latest of two."""
+    older = Identification.objects.create(image_count=1, top_scientific_name="Older failure")
+    ProviderResult.objects.create(identification=older, provider="plantnet", status="error", error_class="Old")
+    latest = Identification.objects.create(image_count=1, top_scientific_name="Latest failure")
+    ProviderResult.objects.create(
+        identification=latest,
+        provider="plantnet",
+        status="error",
+        http_status=502,
+        error_class="ProviderError",
+        error_detail="<b>bad gateway</b>",
+    )
+    return latest
+
+
+def test_the_circuit_dashboard_shows_state_in_colour_countdown_and_last_error(admin_client, clock, plantnet_error):
+    breaker_for(Provider.PLANTNET).open()
+    clock.advance(5)
+    page = admin_client.get(reverse("admin:plant_identification_circuit_changelist")).content.decode()
+    assert 'data-state="open" style="background-color: #c62828' in page  # red
+    assert 'data-state="closed" style="background-color: #2e7d32' in page  # green
+    assert '<span class="circuit-countdown" data-seconds="25">25 s</span>' in page
+    assert "ProviderError: &lt;b&gt;bad gateway&lt;/b&gt; (HTTP 502)" in page  # escaped
+    assert reverse("admin:plant_identification_identification_change", args=[plantnet_error.pk]) in page
+    assert "Old" not in page.split("circuit-last-error")[1].split("</a>")[0]
+    failing = reverse("admin:plant_identification_identification_changelist") + "?plantnet_status=error"
+    assert failing in page
+    assert "Latest failure" in admin_client.get(failing).content.decode()
+    assert "var refreshSeconds = 15;" in page
+    assert '<meta http-equiv="refresh" content="15">' in page
+
+
+def test_a_half_open_circuit_is_amber(admin_client, clock):
+    breaker_for(Provider.PLANTNET).open()
+    clock.advance(31)
+    page = admin_client.get(reverse("admin:plant_identification_circuit_changelist")).content.decode()
+    assert 'data-state="half-open" style="background-color: #f9a825' in page
+
+
+def test_the_circuit_page_shows_recent_transitions_to_the_second_and_force_buttons(admin_client, plantnet_error):
+    breaker_for(Provider.PLANTNET).open()
+    page = admin_client.get(circuit_url("plantnet")).content.decode()
+    transitions = page.split('id="circuit-recent-transitions"')[1].split("</table>")[0]
+    assert SECONDS.search(transitions)
+    assert "forced" in transitions
+    assert f'action="{force_url("plantnet", "open")}"' in page
+    assert f'action="{force_url("plantnet", "close")}"' in page
+    assert "ProviderError" in page  # the last error
+    assert "var refreshSeconds = 15;" in page
+
+
+def test_the_circuit_pages_buttons_force_it_through_the_audited_service(admin_client, admin_user):
+    response = admin_client.post(force_url("plantnet", "open"), {"reason": "maintenance", "expires_in": "600"})
+    assert response.status_code == 302
+    assert response["Location"] == circuit_url("plantnet")
+    assert breaker_for(Provider.PLANTNET).snapshot().state == "open"
+    response = admin_client.post(force_url("plantnet", "close"), {"reason": "back"}, follow=True)
+    assert "Force close: done for plantnet." in response.content.decode()
+    assert breaker_for(Provider.PLANTNET).snapshot().state == "closed"
+    overrides = list(CircuitOverride.objects.order_by("created_at", "pk"))
+    assert [(o.action, o.reason, o.user) for o in overrides] == [
+        ("open", "maintenance", admin_user),
+        ("close", "back", admin_user),
+    ]
+
+
+@pytest.mark.parametrize("data", [{"reason": ""}, {"reason": "x", "expires_in": "100000000000000000"}])
+def test_an_invalid_force_from_the_circuit_page_changes_nothing(admin_client, data):
+    response = admin_client.post(force_url("plantnet", "open"), data)
+    assert response.status_code == 200
+    assert "errorlist" in response.content.decode()
+    assert breaker_for(Provider.PLANTNET).snapshot().state == "closed"
+    assert not CircuitOverride.objects.exists()
+
+
+def test_the_force_view_needs_a_known_action_circuit_and_staff(admin_client, client):
+    assert admin_client.get(force_url("plantnet", "open")).status_code == 200  # the form
+    assert admin_client.post(force_url("plantnet", "explode"), {"reason": "x"}).status_code == 404
+    assert admin_client.post(force_url("nope", "open"), {"reason": "x"}).status_code == 404
+    assert client.post(force_url("plantnet", "open"), {"reason": "x"}).status_code == 302  # to the login
+    assert breaker_for(Provider.PLANTNET).snapshot().state == "closed"
+
+
+def test_event_and_override_times_have_seconds(admin_client, audit_trail):
+    for model in ("circuitevent", "circuitoverride"):
+        page = admin_client.get(reverse(f"admin:plant_identification_{model}_changelist")).content.decode()
+        assert SECONDS.search(page), model
+    page = admin_client.get(circuit_url("plantnet")).content.decode()
+    assert len(SECONDS.findall(page)) >= 3  # recent transitions, the events and the overrides inlines
+
+
+def test_suggestions_are_a_table_and_payloads_are_folded_pretty_json(admin_client):
+    identification = Identification.objects.create(
+        image_count=1,
+        suggestions=[
+            {
+                "scientific_name": "Monstera <deliciosa>",
+                "common_names": ["Swiss cheese plant"],
+                "family": "Araceae",
+                "genus": "Monstera",
+                "confidence": 0.91,
+                "sources": ["plant_id"],
+                "scores": {"plant_id": 0.91},
+                "details": {"url": "https://example.org/?a=1&b=2"},
+            }
+        ],
+        health={"is_healthy": True},
+    )
+    ProviderResult.objects.create(
+        identification=identification, provider="plant_id", status="ok", raw_payload={"result": {"x": "<script>"}}
+    )
+    page = admin_client.get(
+        reverse("admin:plant_identification_identification_change", args=[identification.pk])
+    ).content.decode()
+    assert '<table class="suggestions">' in page
+    assert "<td>Monstera &lt;deliciosa&gt;</td><td>Swiss cheese plant</td><td>Araceae</td>" in page
+    assert "<td>plant_id: 0.91</td>" in page
+    assert '<details class="json-payload"><summary>1 keys</summary>' in page
+    assert "&quot;x&quot;: &quot;&lt;script&gt;&quot;" in page  # pretty-printed and escaped
+    assert "{\n    &quot;x&quot;" in page  # indented
+    assert '<script>"' not in page
+    assert "a=1&amp;b=2" in page
+
+
+def test_the_plant_id_circuit_page_and_buttons_work_with_the_admins_quoted_pk(admin_client):
+    page = admin_client.get(reverse("admin:plant_identification_circuit_change", args=["plant_5Fid"]))
+    assert page.status_code == 200
+    assert 'action="/admin/plant_identification/circuit/plant_5Fid/force/open/"' in page.content.decode()
+    response = admin_client.post("/admin/plant_identification/circuit/plant_5Fid/force/open/", {"reason": "x"})
+    assert response.status_code == 302
+    assert breaker_for(Provider.PLANT_ID).snapshot().state == "open"
