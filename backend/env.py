@@ -97,6 +97,17 @@ def env_percent(name: str) -> float | None:
     return value
 
 
+def env_probability(name: str, default: float | None = None) -> float | None:
+    """Return a probability in [0, 1]; ``default`` when the variable is unset, None when it says ``none``."""
+    text = env_str(name).strip().lower()
+    if text == "none":
+        return None
+    value = env_optional_float(name) if text else default
+    if value is not None and value > 1:
+        raise ImproperlyConfigured(f"{name} must be a probability between 0 and 1 (or none), got {value}")
+    return value
+
+
 def env_proxy_ssl_header(name: str) -> tuple[str, str] | None:
     """Return Django's SECURE_PROXY_SSL_HEADER from ``Header-Name: value`` (e.g. ``X-Forwarded-Proto: https``),
     or None when the variable is unset."""

@@ -24,6 +24,7 @@ from backend.env import (
     env_origins,
     env_percent,
     env_provider_url,
+    env_probability,
     env_proxy_ssl_header,
     env_str,
 )
@@ -269,6 +270,18 @@ PROVIDER_RETRY_BUDGET_WINDOW = env_float("PROVIDER_RETRY_BUDGET_WINDOW", default
 # Whole-request budget for the provider fan-out; a provider still running then is reported as a timeout.
 # Unset: the longest configured provider timeout plus 5 s.
 IDENTIFY_DEADLINE = env_optional_float("IDENTIFY_DEADLINE")
+# The early answer (services/fan_out.py): once one provider has answered, the others get a grace period, the
+# larger of IDENTIFY_LATE_GRACE seconds and IDENTIFY_LATE_GRACE_FACTOR times the first answer's latency; then the
+# answer goes out marked incomplete, and a provider still running finishes in the background, its answer merged
+# into the stored identification. false: wait for every provider, up to the deadline.
+IDENTIFY_EARLY_ANSWER = env_bool("IDENTIFY_EARLY_ANSWER", default=True)
+IDENTIFY_LATE_GRACE = env_float("IDENTIFY_LATE_GRACE", default=3.0)
+IDENTIFY_LATE_GRACE_FACTOR = env_float("IDENTIFY_LATE_GRACE_FACTOR", default=2.0)
+# A first answer whose best suggestion scores at least this (0..1) goes out at once, without the grace.
+# none: never. Pl@ntNet's is off by default: its scores are not calibrated like Plant.id's, and it gives no health
+# assessment.
+PLANT_ID_DECISIVE_SCORE = env_probability("PLANT_ID_DECISIVE_SCORE", default=0.95)
+PLANTNET_DECISIVE_SCORE = env_probability("PLANTNET_DECISIVE_SCORE")
 
 # ---------------------------------------------------------------------------- METRICS
 # When set, /metrics answers only requests with "Authorization: Bearer <METRICS_TOKEN>"; empty: open to scrapers.

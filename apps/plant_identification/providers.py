@@ -1,7 +1,7 @@
 """The provider registry: one typed description per identification service, built from settings when asked.
 
 Everything that differs between providers lives here: its label, credentials and URL, its timeout, circuit
-thresholds, cache TTL, bulkhead size, image size, merge weight and client class. The clients, breakers,
+thresholds, cache TTL, bulkhead size, image size, merge weight, decisive score and client class. The clients, breakers,
 bulkheads, image renditions, merge and health report all read ``provider_spec()`` or ``provider_registry()``,
 and nothing else reads a per-provider setting. Adding a provider means one ``Provider`` member, one entry in
 ``provider_registry()``, its variables in ``backend/settings.py`` and one client module.
@@ -56,6 +56,7 @@ class ProviderSpec:
     max_concurrent_calls: int  # the bulkhead: calls in flight per worker process
     image_max_side: int  # long side of the JPEG it receives, in pixels
     merge_weight: float  # its share of a merged confidence (merge.py)
+    decisive_score: float | None  # a first answer scoring this much goes out without waiting (None: never)
     client_class: str  # dotted path of its BaseProviderClient subclass
     client_options: dict[str, Any] = field(default_factory=dict)  # provider-specific constructor arguments
 
@@ -103,6 +104,7 @@ def provider_registry() -> dict[Provider, ProviderSpec]:
             max_concurrent_calls=settings.PLANT_ID_MAX_CONCURRENT_CALLS,
             image_max_side=settings.PLANT_ID_IMAGE_MAX_SIDE,
             merge_weight=0.6,  # its probabilities are calibrated across its list
+            decisive_score=settings.PLANT_ID_DECISIVE_SCORE,
             client_class="apps.plant_identification.clients.plant_id.PlantIdClient",
         ),
         Provider.PLANTNET: ProviderSpec(
@@ -124,6 +126,7 @@ def provider_registry() -> dict[Provider, ProviderSpec]:
             max_concurrent_calls=settings.PLANTNET_MAX_CONCURRENT_CALLS,
             image_max_side=settings.PLANTNET_IMAGE_MAX_SIDE,
             merge_weight=0.4,
+            decisive_score=settings.PLANTNET_DECISIVE_SCORE,
             client_class="apps.plant_identification.clients.plantnet.PlantNetClient",
             client_options={"project": settings.PLANTNET_PROJECT},
         ),
