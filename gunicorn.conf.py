@@ -15,8 +15,9 @@ The timeouts are derived from the variables the app reads, so they stay coherent
 
 A value set below the deadline stops start-up naming its variable.
 
-The hooks are for prometheus-client's multiprocess mode (README "Metrics"); they do nothing without
-PROMETHEUS_MULTIPROC_DIR.
+Hooks: ``worker_exit`` lets a stopping worker finish its late provider answers (README "Early answer");
+``on_starting`` and ``child_exit`` are for prometheus-client's multiprocess mode (README "Metrics") and do nothing
+without PROMETHEUS_MULTIPROC_DIR.
 """
 
 import glob
@@ -25,7 +26,7 @@ import os
 
 from backend.env import env_float, env_int, env_optional_float  # also reads .env into the master's environment
 
-DEADLINE_MARGIN = 5.0  # as apps/plant_identification/services/identify.py, when IDENTIFY_DEADLINE is unset
+DEADLINE_MARGIN = 5.0  # as apps/plant_identification/services/fan_out.py, when IDENTIFY_DEADLINE is unset
 REQUEST_MARGIN = 20  # seconds past the deadline for reading, decoding and storing an upload
 
 
@@ -76,3 +77,18 @@ def child_exit(server, worker) -> None:
         from prometheus_client import multiprocess  # imported after the workers are forked, never before
 
         multiprocess.mark_process_dead(worker.pid, directory)
+
+
+def worker_exit(server, worker) -> None:
+    """A worker stops (deploy, ``max_requests``, shutdown): wait for the late provider answers it still has out,
+    each bounded by its request's identify deadline, and merge them; the ones it cannot wait for are recorded as
+    lost. Runs in the worker, after its last request."""
+    from django.apps import apps
+
+    if not apps.ready:  # the worker never loaded the app
+        return
+    from apps.plant_identification.services.late_answers import late_answers_drain
+
+    lost = late_answers_drain()
+    if lost:
+        server.log.warning("worker %s stopped with %d late answers lost", worker.pid, lost)

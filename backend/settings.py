@@ -23,8 +23,8 @@ from backend.env import (
     env_optional_float,
     env_origins,
     env_percent,
-    env_provider_url,
     env_probability,
+    env_provider_url,
     env_proxy_ssl_header,
     env_str,
 )

@@ -18,7 +18,7 @@ from django.test import Client
 from django.urls import reverse
 
 from apps.plant_identification.providers import Provider
-from apps.plant_identification.services.identify import identify_deadline
+from apps.plant_identification.services.fan_out import identify_deadline
 from backend.env import env_origins, env_proxy_ssl_header
 
 ROOT = Path(__file__).resolve().parents[1]

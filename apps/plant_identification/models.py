@@ -37,6 +37,9 @@ class Identification(models.Model):
     health = models.JSONField(null=True, blank=True)
     top_scientific_name = models.CharField(max_length=255, blank=True, db_index=True)
     scientific_names = models.TextField(blank=True, help_text="every suggested name, for search")
+    complete = models.BooleanField(
+        default=True, db_index=True, help_text="every provider's part is final (none pending a late answer)"
+    )
 
     class Meta:
         ordering = ["-created_at"]

@@ -208,10 +208,29 @@ class IdentificationOutputSerializer(serializers.ModelSerializer):
     suggestions = SuggestionsField(read_only=True)
     health = HealthAssessmentField(read_only=True)
     providers = ProvidersField(source="results")
+    complete = serializers.BooleanField(
+        read_only=True, help_text="false while a provider's late answer is still to be merged in (see pending)"
+    )
+    pending = serializers.SerializerMethodField(help_text="the providers still answering; read again for them")
 
     class Meta:
         model = Identification
-        fields = ["id", "created_at", "degraded", "message", "is_plant", "suggestions", "health", "providers"]
+        fields = [
+            "id",
+            "created_at",
+            "complete",
+            "pending",
+            "degraded",
+            "message",
+            "is_plant",
+            "suggestions",
+            "health",
+            "providers",
+        ]
+
+    @extend_schema_field(serializers.ListField(child=serializers.ChoiceField(choices=PROVIDER_CHOICES)))
+    def get_pending(self, identification) -> list[str]:
+        return [r.provider for r in identification.results if r.status == ProviderStatus.PENDING]
 
 
 class UnavailableOutputSerializer(serializers.Serializer):

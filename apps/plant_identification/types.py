@@ -30,6 +30,7 @@ class ProviderStatus(StrEnum):
     TIMEOUT = "timeout"
     ERROR = "error"
     NOT_CONFIGURED = "not_configured"
+    PENDING = "pending"  # still running when the answer went out early; its answer is merged when it arrives
 
 
 @dataclass(frozen=True)

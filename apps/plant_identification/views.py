@@ -36,6 +36,7 @@ from apps.plant_identification.serializers import (
     UnavailableOutputSerializer,
 )
 from apps.plant_identification.services.identify import plant_identify
+from apps.plant_identification.services.late_answers import identification_settle
 from apps.plant_identification.uploads import require_declared_length
 
 
@@ -100,6 +101,8 @@ class IdentificationDetailView(APIView):
         identification = identification_for_user(identification_id=identification_id, user=request.user)
         if identification is None:
             raise NotFound("No such identification.")
+        if identification_settle(identification):  # a part pending past its deadline was written off: read again
+            identification = identification_for_user(identification_id=identification_id, user=request.user)
         return Response(IdentificationOutputSerializer(identification).data)
 
 

@@ -103,13 +103,13 @@ def test_a_hanging_provider_fills_only_its_own_bulkhead(settings):
     plantnet = FakeClient(Provider.PLANTNET, hanging(Provider.PLANTNET, release))
     try:
         for _ in range(2):  # two requests leave their Pl@ntNet calls hanging past the deadline
-            outcomes = providers_fan_out({Provider.PLANTNET: plantnet}, make_request(), deadline=0.05)
+            outcomes = providers_fan_out({Provider.PLANTNET: plantnet}, make_request(), deadline=0.05).outcomes
             assert outcomes[Provider.PLANTNET].status == ProviderStatus.TIMEOUT
         clients = {
             Provider.PLANTNET: plantnet,
             Provider.PLANT_ID: FakeClient(Provider.PLANT_ID, answering(Provider.PLANT_ID)),
         }
-        outcomes = providers_fan_out(clients, make_request(), deadline=5)
+        outcomes = providers_fan_out(clients, make_request(), deadline=5).outcomes
         assert outcomes[Provider.PLANTNET].error_class == "BulkheadFullError"
         assert outcomes[Provider.PLANT_ID].status == ProviderStatus.OK
         assert plantnet.calls == 2
