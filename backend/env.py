@@ -55,6 +55,14 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
     return value
 
 
+def env_nonnegative_float(name: str, default: float) -> float:
+    """Return a number variable that is zero or more."""
+    value = _read("float", name, default)
+    if value < 0:
+        raise ImproperlyConfigured(f"{name} must be zero or more, got {value}")
+    return value
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     """Return a comma-separated list variable."""
     return [item.strip() for item in _read("list", name, default) if item.strip()]

@@ -20,6 +20,7 @@ from backend.env import (
     env_http_url,
     env_int,
     env_list,
+    env_nonnegative_float,
     env_optional_float,
     env_origins,
     env_percent,
@@ -234,6 +235,10 @@ PLANT_ID_CIRCUIT_SUCCESS_THRESHOLD = env_int("PLANT_ID_CIRCUIT_SUCCESS_THRESHOLD
 PLANT_ID_CIRCUIT_FAILURE_RATE = env_percent("PLANT_ID_CIRCUIT_FAILURE_RATE")
 PLANT_ID_CIRCUIT_WINDOW = env_int("PLANT_ID_CIRCUIT_WINDOW", default=20, minimum=1)
 PLANT_ID_CIRCUIT_MIN_CALLS = env_int("PLANT_ID_CIRCUIT_MIN_CALLS", default=10, minimum=1)
+# Set (seconds) to count successes slower than this as slow calls: the circuit opens (reason slow) once
+# SLOW_CALL_RATE percent of the last WINDOW calls (at least MIN_CALLS) were slow. Unset = off.
+PLANT_ID_CIRCUIT_SLOW_CALL_DURATION = env_optional_float("PLANT_ID_CIRCUIT_SLOW_CALL_DURATION")
+PLANT_ID_CIRCUIT_SLOW_CALL_RATE = env_percent("PLANT_ID_CIRCUIT_SLOW_CALL_RATE") or 100.0
 PLANT_ID_CACHE_TTL = env_int("PLANT_ID_CACHE_TTL", default=86400)
 
 PLANTNET_API_KEY = env_str("PLANTNET_API_KEY")
@@ -248,6 +253,8 @@ PLANTNET_CIRCUIT_SUCCESS_THRESHOLD = env_int("PLANTNET_CIRCUIT_SUCCESS_THRESHOLD
 PLANTNET_CIRCUIT_FAILURE_RATE = env_percent("PLANTNET_CIRCUIT_FAILURE_RATE")
 PLANTNET_CIRCUIT_WINDOW = env_int("PLANTNET_CIRCUIT_WINDOW", default=20, minimum=1)
 PLANTNET_CIRCUIT_MIN_CALLS = env_int("PLANTNET_CIRCUIT_MIN_CALLS", default=10, minimum=1)
+PLANTNET_CIRCUIT_SLOW_CALL_DURATION = env_optional_float("PLANTNET_CIRCUIT_SLOW_CALL_DURATION")
+PLANTNET_CIRCUIT_SLOW_CALL_RATE = env_percent("PLANTNET_CIRCUIT_SLOW_CALL_RATE") or 100.0
 PLANTNET_CACHE_TTL = env_int("PLANTNET_CACHE_TTL", default=86400)
 
 HALF_OPEN_MAX_CALLS = env_int("HALF_OPEN_MAX_CALLS", default=1, minimum=1)
@@ -275,8 +282,8 @@ IDENTIFY_DEADLINE = env_optional_float("IDENTIFY_DEADLINE")
 # answer goes out marked incomplete, and a provider still running finishes in the background, its answer merged
 # into the stored identification. false: wait for every provider, up to the deadline.
 IDENTIFY_EARLY_ANSWER = env_bool("IDENTIFY_EARLY_ANSWER", default=True)
-IDENTIFY_LATE_GRACE = env_float("IDENTIFY_LATE_GRACE", default=3.0)
-IDENTIFY_LATE_GRACE_FACTOR = env_float("IDENTIFY_LATE_GRACE_FACTOR", default=2.0)
+IDENTIFY_LATE_GRACE = env_nonnegative_float("IDENTIFY_LATE_GRACE", default=3.0)
+IDENTIFY_LATE_GRACE_FACTOR = env_nonnegative_float("IDENTIFY_LATE_GRACE_FACTOR", default=2.0)
 # A first answer whose best suggestion scores at least this (0..1) goes out at once, without the grace.
 # none: never. Pl@ntNet's is off by default: its scores are not calibrated like Plant.id's, and it gives no health
 # assessment.
