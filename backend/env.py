@@ -1,5 +1,6 @@
 """The one place that reads the environment: typed reads that fail fast naming the variable."""
 
+import os
 from pathlib import Path
 
 import environ
@@ -20,6 +21,14 @@ def _read(cast: str, name: str, default):
         return getattr(_env, cast)(name, default=default)
     except (ValueError, TypeError) as exc:
         raise ImproperlyConfigured(f"{name} is malformed ({cast} expected): {exc}") from exc
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 def env_str(name: str, default: str = "") -> str:

@@ -28,6 +28,7 @@ from backend.env import (
     env_provider_url,
     env_proxy_ssl_header,
     env_str,
+    usable_cores,
 )
 
 # ---------------------------------------------------------------------------- CORE
@@ -213,6 +214,9 @@ IDENTIFY_MAX_IMAGE_BYTES = env_int("IDENTIFY_MAX_IMAGE_BYTES", default=20 * 1024
 IDENTIFY_MAX_REQUEST_BYTES = env_int("IDENTIFY_MAX_REQUEST_BYTES", default=50 * 1024 * 1024, minimum=1)
 IDENTIFY_MAX_IMAGE_PIXELS = env_int("IDENTIFY_MAX_IMAGE_PIXELS", default=50_000_000, minimum=1)
 IDENTIFY_MIN_IMAGE_SIDE = env_int("IDENTIFY_MIN_IMAGE_SIDE", default=100, minimum=1)
+# Photos decoded at once per worker process (the others wait their turn): bounds the memory a burst of large
+# uploads takes; decoding more at once than there are cores adds memory, not speed. Default: those cores.
+IDENTIFY_MAX_CONCURRENT_DECODES = env_int("IDENTIFY_MAX_CONCURRENT_DECODES", default=usable_cores(), minimum=1)
 # Long side of the JPEG each provider receives (Plant.id advises 1500 px, Pl@ntNet 1280 px).
 PLANT_ID_IMAGE_MAX_SIDE = env_int("PLANT_ID_IMAGE_MAX_SIDE", default=1500, minimum=100)
 PLANTNET_IMAGE_MAX_SIDE = env_int("PLANTNET_IMAGE_MAX_SIDE", default=1280, minimum=100)

@@ -13,6 +13,7 @@ import pillow_heif
 from django.conf import settings
 from PIL import Image, ImageCms, UnidentifiedImageError
 
+from apps.plant_identification.decode_slots import DECODE_SLOTS
 from apps.plant_identification.providers import Provider, provider_registry
 from apps.plant_identification.types import ImageInput
 
@@ -57,7 +58,10 @@ def image_normalise(stream: BinaryIO, *, name: str = "image") -> ImageInput:
     try:
         with Image.open(stream) as image:
             _check_header(image, name)
-            pixels, orientation = _decode(image, max(provider_long_sides().values()))
+            with DECODE_SLOTS.slot():  # the header is cheap; the pixels are what a burst must not multiply
+                pixels, orientation = _decode(image, max(provider_long_sides().values()))
+                renditions = _renditions(pixels, orientation)
+                del pixels
     except ImageRejectedError:
         raise
     except Image.DecompressionBombError as exc:
@@ -66,7 +70,6 @@ def image_normalise(stream: BinaryIO, *, name: str = "image") -> ImageInput:
         raise ImageRejectedError(f"{name}: not an image we can read; send {SUPPORTED_LABEL}.") from exc
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise ImageRejectedError(f"{name}: the image is corrupt or truncated.") from exc
-    renditions = _renditions(pixels, orientation)
     largest = max(renditions.values(), key=len)
     return ImageInput(renditions=renditions, sha256=hashlib.sha256(largest).hexdigest())
 
