@@ -62,7 +62,13 @@ AbstractConnection.send_packed_command = _counting_send
 def ours() -> ProviderCircuitBreaker:
     breaker = ProviderCircuitBreaker(Provider.PLANT_ID)
     namespace = f"bench:{uuid.uuid4().hex}"
-    breaker.store.keys = [namespace, f"{namespace}:trials", f"{namespace}:events", f"{namespace}:window"]
+    breaker.store.keys = [
+        namespace,
+        f"{namespace}:trials",
+        f"{namespace}:events",
+        f"{namespace}:window",
+        f"{namespace}:latency",
+    ]
     breaker.listeners and breaker.remove_listener(breaker.listeners[0])  # measure the breaker, not the log
     return breaker
 

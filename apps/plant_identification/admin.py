@@ -18,6 +18,7 @@ from django.utils.http import urlencode
 
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.circuits.events import circuit_events_flush
+from apps.plant_identification.circuits.latency import FLEET
 from apps.plant_identification.circuits.overrides import (
     OVERRIDE_MAX_SECONDS,
     CircuitStoreUnreachableError,
@@ -165,10 +166,11 @@ def provider_status_filter(provider: Provider) -> type[admin.SimpleListFilter]:
 
 @admin.register(Identification)
 class IdentificationAdmin(ViewOnlyMixin, admin.ModelAdmin):
-    """Identifications: filter by degraded and each provider's outcome, search by species."""
+    """Identifications: filter by degraded, complete (no late answer pending) and each provider's outcome, search
+    by species."""
 
-    list_display = ["created_at", "top_scientific_name", "degraded_mark", "image_count", "user"]
-    list_filter = ["degraded", *(provider_status_filter(provider) for provider in Provider)]
+    list_display = ["created_at", "top_scientific_name", "degraded_mark", "complete_mark", "image_count", "user"]
+    list_filter = ["degraded", "complete", *(provider_status_filter(provider) for provider in Provider)]
     search_fields = ["scientific_names", "id"]
     date_hierarchy = "created_at"
     inlines = [ProviderResultInline]
@@ -183,6 +185,7 @@ class IdentificationAdmin(ViewOnlyMixin, admin.ModelAdmin):
         "latitude",
         "longitude",
         "degraded_mark",
+        "complete_mark",
         "message",
         "is_plant_pretty",
         "suggestions_table",
@@ -238,6 +241,11 @@ class IdentificationAdmin(ViewOnlyMixin, admin.ModelAdmin):
             return "no"
         return format_html('<strong style="color: var(--error-fg)">{}</strong>', "yes")
 
+    @admin.display(description="complete", ordering="complete")
+    def complete_mark(self, identification: Identification) -> str:
+        """Reads "pending" while a late provider answer is still to be merged in (the early answer)."""
+        return "yes" if identification.complete else format_html("<em>{}</em>", "pending")
+
 
 class CircuitEventInline(ReadOnlyInline):
     model = CircuitEvent
@@ -283,19 +291,24 @@ RECENT_TRANSITIONS = 10
 class CircuitAdmin(AuditTrailMixin, admin.ModelAdmin):
     """Circuits: live state from the breaker store, transitions and overrides from the database.
 
-    The changelist is the dashboard (state in colour, failures, a countdown to half-open, the last error and
-    the failing identifications); each circuit's page adds its recent transitions and force open / close.
+    The changelist is the dashboard (state in colour, failures, a countdown to half-open, the reason, the recent
+    latency, the last error and the failing identifications); each circuit's page adds its recent transitions
+    and force open / close.
     """
 
-    list_display = ["provider", "state", "failures", "half_open_in", "reason", "last_error", "failing"]
-    readonly_fields = ["provider", "state", "failures", "half_open_in", "reason", "last_error", "failing"]
+    list_display = ["provider", "state", "failures", "half_open_in", "reason", "latency", "last_error", "failing"]
+    readonly_fields = ["provider", "state", "failures", "half_open_in", "reason", "latency", "last_error", "failing"]
     inlines = [CircuitEventInline, CircuitOverrideInline]
     actions = ["force_open", "force_close"]
     change_form_template = "admin/plant_identification/circuit/change_form.html"
     change_list_template = "admin/plant_identification/circuit/change_list.html"
 
     def _snapshot(self, circuit: Circuit):
-        return breaker_for(Provider(circuit.provider)).snapshot()
+        # Read once per row and page: every live column shows the same moment, for one Redis round trip.
+        snapshot = getattr(circuit, "live_snapshot", None)
+        if snapshot is None:
+            snapshot = circuit.live_snapshot = breaker_for(Provider(circuit.provider)).snapshot()
+        return snapshot
 
     @admin.display(description="state")
     def state(self, circuit: Circuit) -> str:
@@ -318,6 +331,20 @@ class CircuitAdmin(AuditTrailMixin, admin.ModelAdmin):
     @admin.display(description="reason")
     def reason(self, circuit: Circuit) -> str:
         return self._snapshot(circuit).reason or "-"
+
+    @admin.display(description="recent latency")
+    def latency(self, circuit: Circuit) -> str:
+        latency = self._snapshot(circuit).latency
+        if latency is None or not latency.samples:
+            return "-"
+        return format_html(
+            '<span class="circuit-latency" data-scope="{}">p50 {} ms, p95 {} ms ({} calls, {})</span>',
+            latency.scope,
+            latency.p50_ms,
+            latency.p95_ms,
+            latency.samples,
+            "fleet-wide" if latency.scope == FLEET else "this worker only",
+        )
 
     @admin.display(description="last error")
     def last_error(self, circuit: Circuit) -> str:

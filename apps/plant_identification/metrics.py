@@ -61,6 +61,13 @@ CACHE_MISSES = Counter(
     ["provider"],
     registry=_REGISTRY,
 )
+LATE_ANSWERS = Counter(
+    "plantid_late_answers",
+    "Provider parts an identify answered without (the early answer: outcome pending), and how they ended: merged "
+    "into the stored identification, lost when the worker stopped, or settled when their worker had died.",
+    ["provider", "outcome"],
+    registry=_REGISTRY,
+)
 CIRCUIT_TRANSITIONS = Counter(
     "plantid_circuit_transitions",
     "Circuit transitions, counted once fleet-wide (by the worker that made them); reason is set on opens.",
@@ -83,6 +90,14 @@ HTTP_DURATION = Histogram(
 
 
 # ---------------------------------------------------------------------------- recording (no I/O beyond the mmap)
+def late_answer_record(provider: str, outcome: str) -> None:
+    """Count one provider part left pending by an early answer, or how one ended; never raises."""
+    try:
+        LATE_ANSWERS.labels(provider, outcome).inc()
+    except Exception:  # metrics must never cost an answer
+        logger.exception("[METRICS] could not record a late answer")
+
+
 def provider_outcomes_record(outcomes: Iterable[ProviderOutcome]) -> None:
     """Count one identify request's provider outcomes; never raises."""
     try:
@@ -156,6 +171,17 @@ class CircuitCollector:
             "1 when the provider has an API key (is called), else 0.",
             labels=["provider"],
         )
+        latency = GaugeMetricFamily(
+            "plantid_provider_recent_latency_seconds",
+            "p50 and p95 of each provider's latest successful calls, as /health/ reports them (fleet-wide from "
+            "Redis; this worker's own while Redis is unreachable); absent without samples.",
+            labels=["provider", "quantile"],
+        )
+        latency_samples = GaugeMetricFamily(
+            "plantid_provider_recent_latency_samples",
+            "Successful calls the recent latency of each provider is measured over.",
+            labels=["provider"],
+        )
         try:
             snapshots = circuit_snapshot_list()
         except Exception:  # a scrape reports what it can
@@ -166,9 +192,14 @@ class CircuitCollector:
             for name in CircuitState:
                 state.add_metric([provider, name.value], 1.0 if snapshot.state == name else 0.0)
             failures.add_metric([provider], snapshot.fail_count)
+            if snapshot.latency is not None:
+                for quantile, ms in (("0.5", snapshot.latency.p50_ms), ("0.95", snapshot.latency.p95_ms)):
+                    if ms is not None:
+                        latency.add_metric([provider, quantile], ms / 1000)
+                latency_samples.add_metric([provider], snapshot.latency.samples)
         for provider, spec in provider_registry().items():
             configured.add_metric([provider.value], 1.0 if spec.configured else 0.0)
-        yield from (state, failures, configured)
+        yield from (state, failures, configured, latency, latency_samples)
 
 
 class _Scrape:

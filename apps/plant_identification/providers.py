@@ -31,7 +31,8 @@ class Provider(StrEnum):
 @dataclass(frozen=True)
 class CircuitThresholds:
     """When a provider's circuit opens and closes: consecutive failures (or a failure rate over a window of
-    calls, when ``failure_rate`` is set), seconds open, trial successes."""
+    calls, when ``failure_rate`` is set), a slow-call rate over the same window (when ``slow_call_duration`` is
+    set), seconds open, trial successes."""
 
     fail_max: int
     reset_timeout: float
@@ -39,6 +40,8 @@ class CircuitThresholds:
     failure_rate: float | None = None  # percent
     window: int = 100
     min_calls: int = 10
+    slow_call_duration: float | None = None  # seconds; a success slower than this is a slow call (None: off)
+    slow_call_rate: float = 100.0  # percent of slow calls in the window that opens the circuit
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,8 @@ def provider_registry() -> dict[Provider, ProviderSpec]:
                 failure_rate=settings.PLANT_ID_CIRCUIT_FAILURE_RATE,
                 window=settings.PLANT_ID_CIRCUIT_WINDOW,
                 min_calls=settings.PLANT_ID_CIRCUIT_MIN_CALLS,
+                slow_call_duration=settings.PLANT_ID_CIRCUIT_SLOW_CALL_DURATION,
+                slow_call_rate=settings.PLANT_ID_CIRCUIT_SLOW_CALL_RATE,
             ),
             cache_ttl=settings.PLANT_ID_CACHE_TTL,
             max_concurrent_calls=settings.PLANT_ID_MAX_CONCURRENT_CALLS,
@@ -121,6 +126,8 @@ def provider_registry() -> dict[Provider, ProviderSpec]:
                 failure_rate=settings.PLANTNET_CIRCUIT_FAILURE_RATE,
                 window=settings.PLANTNET_CIRCUIT_WINDOW,
                 min_calls=settings.PLANTNET_CIRCUIT_MIN_CALLS,
+                slow_call_duration=settings.PLANTNET_CIRCUIT_SLOW_CALL_DURATION,
+                slow_call_rate=settings.PLANTNET_CIRCUIT_SLOW_CALL_RATE,
             ),
             cache_ttl=settings.PLANTNET_CACHE_TTL,
             max_concurrent_calls=settings.PLANTNET_MAX_CONCURRENT_CALLS,

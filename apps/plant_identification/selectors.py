@@ -68,7 +68,7 @@ class HealthReport:
     status: str  # healthy, degraded or unhealthy
     sandbox: bool
     available: dict[Provider, bool]  # configured and its circuit lets a call through
-    circuits: list[CircuitSnapshot]
+    circuits: list[CircuitSnapshot]  # each with its recent latency, read in the same round trip
     checks: dict[str, str]
 
     @property

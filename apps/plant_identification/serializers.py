@@ -6,9 +6,10 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.exceptions import APIException
 
+from apps.plant_identification.circuits.latency import FLEET, WORKER
 from apps.plant_identification.circuits.overrides import OVERRIDE_MAX_SECONDS
 from apps.plant_identification.circuits.snapshots import CircuitSnapshot
-from apps.plant_identification.circuits.states import CircuitState
+from apps.plant_identification.circuits.states import CircuitState, OpenReason
 from apps.plant_identification.images import ImageRejectedError, image_load
 from apps.plant_identification.models import CircuitOverride, Identification
 from apps.plant_identification.providers import Provider
@@ -240,6 +241,18 @@ class UnavailableOutputSerializer(serializers.Serializer):
     providers = ProvidersField(source="outcomes")
 
 
+class RecentLatencySerializer(serializers.Serializer):
+    """The durations of a provider's latest successful calls (the latest 100 at most)."""
+
+    p50_ms = serializers.IntegerField(allow_null=True, help_text="median, whole milliseconds; null without samples")
+    p95_ms = serializers.IntegerField(allow_null=True, help_text="95th percentile, whole milliseconds")
+    samples = serializers.IntegerField(help_text="successful calls measured")
+    scope = serializers.ChoiceField(
+        choices=[FLEET, WORKER],
+        help_text="fleet: every worker's calls (Redis); worker: this process's own (Redis unset or unreachable)",
+    )
+
+
 class CircuitSerializer(serializers.Serializer):
     """One circuit breaker as it stands now."""
 
@@ -249,15 +262,14 @@ class CircuitSerializer(serializers.Serializer):
     reset_timeout = serializers.SerializerMethodField(help_text="seconds an open circuit waits before a trial call")
     retry_after = serializers.IntegerField(allow_null=True, help_text="seconds until a trial call is allowed")
     reason = serializers.SerializerMethodField(help_text="why an open circuit opened; null otherwise")
+    latency = RecentLatencySerializer(help_text="successful upstream calls only: no cache hits, no rejected calls")
 
     @extend_schema_field(OpenApiTypes.NUMBER)
     def get_reset_timeout(self, snapshot: CircuitSnapshot) -> float:
         seconds = snapshot.reset_timeout
         return int(seconds) if float(seconds).is_integer() else seconds
 
-    @extend_schema_field(
-        serializers.ChoiceField(choices=["failures", "quota", "credentials", "forced"], allow_null=True)
-    )
+    @extend_schema_field(serializers.ChoiceField(choices=[reason.value for reason in OpenReason], allow_null=True))
     def get_reason(self, snapshot: CircuitSnapshot) -> str | None:
         return snapshot.reason or None
 

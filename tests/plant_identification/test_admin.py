@@ -32,6 +32,24 @@ def identification():
     return identification
 
 
+def test_an_identification_waiting_for_a_late_answer_lists_as_pending(admin_client, identification):
+    waiting = Identification.objects.create(
+        image_count=1, complete=False, top_scientific_name="Ficus lyrata", scientific_names="Ficus lyrata"
+    )
+    ProviderResult.objects.create(identification=waiting, provider="plant_id", status="pending")
+    url = reverse("admin:plant_identification_identification_changelist")
+
+    pending = admin_client.get(url, {"complete__exact": "0"}).content.decode()
+    assert "Ficus lyrata" in pending
+    assert "Monstera deliciosa" not in pending
+    assert '<td class="field-complete_mark"><em>pending</em></td>' in pending
+    done = admin_client.get(url, {"complete__exact": "1"}).content.decode()
+    assert '<td class="field-complete_mark">yes</td>' in done
+    by_status = admin_client.get(url, {"plant_id_status": "pending"}).content.decode()
+    assert "Ficus lyrata" in by_status
+    assert "Monstera deliciosa" not in by_status
+
+
 def test_identification_changelist_filters_and_search(admin_client, identification):
     url = reverse("admin:plant_identification_identification_changelist")
     assert admin_client.get(url).status_code == 200

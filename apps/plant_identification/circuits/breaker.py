@@ -9,6 +9,7 @@ README's "Circuit breakers" section says why; an option it cannot honour is refu
 """
 
 import inspect
+import time
 import types
 import uuid
 from collections.abc import Iterator
@@ -66,12 +67,14 @@ class _NoPybreakerStorage:
 
 @dataclass(frozen=True)
 class _Admission:
-    """A call let through: its thresholds, its trial lease if it is a trial, the failures counted at admission."""
+    """A call let through: its thresholds, its trial lease if it is a trial, the failures counted at admission,
+    and when it started (on the breaker's duration clock)."""
 
     config: CircuitConfig
     lease: str
     trial: bool
     fail: int
+    started: float
 
 
 class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
@@ -156,6 +159,8 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
             failure_rate=spec.circuit.failure_rate,
             window=spec.circuit.window,
             min_calls=spec.circuit.min_calls,
+            slow_call_duration=spec.circuit.slow_call_duration,
+            slow_call_rate=spec.circuit.slow_call_rate,
         )
 
     @property
@@ -166,6 +171,12 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
     @clock.setter
     def clock(self, clock: Clock | None) -> None:
         self.store.clock = clock
+
+    def _elapsed_since(self, started: float | None = None) -> float:
+        """Seconds on the duration clock: the injected clock if any (tests move it), else ``time.monotonic()``;
+        with ``started``, the seconds since then."""
+        now = self.store.clock() if self.store.clock else time.monotonic()
+        return now if started is None else now - started
 
     # ------------------------------------------------------------------ state (pybreaker's read API)
     @property
@@ -195,9 +206,10 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
         ]()
 
     def snapshot(self) -> CircuitSnapshot:
-        """The circuit now: an open circuit whose reset timeout has elapsed reads ``half-open``."""
-        stored = self.store.read()
-        return circuit_snapshot(self.provider, stored.record, self.config(), stored.now)
+        """The circuit now, with its recent latency: an open circuit whose reset timeout has elapsed reads
+        ``half-open``."""
+        stored = self.store.read(latency=True)
+        return circuit_snapshot(self.provider, stored.record, self.config(), stored.now, stored.latency)
 
     # ------------------------------------------------------------------ transitions (pybreaker's write API)
     def open(self) -> bool:
@@ -280,7 +292,7 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
         self._announce(decision.transition)
         if decision.kind == rules.REJECT:
             raise CircuitRejectedError(self.provider.value, decision.retry_after, decision.reason)
-        admission = _Admission(config, lease, decision.kind == rules.TRIAL, decision.fail)
+        admission = _Admission(config, lease, decision.kind == rules.TRIAL, decision.fail, self._elapsed_since())
         try:
             for listener in self.listeners:
                 listener.before_call(self, func, *args, **kwargs)
@@ -290,9 +302,15 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
         return admission
 
     def _record_success(self, admission: _Admission) -> None:
-        # A success in a closed circuit with no failures writes nothing, unless the failure rate is measured.
+        duration = self._elapsed_since(admission.started)
+        # A success in a closed circuit with no failures needs no script of its own unless a rate rule measures
+        # it; its duration then waits for this worker's next script call.
         if admission.trial or admission.fail or admission.config.windowed:
-            self._announce(self.store.success(admission.config, admission.lease, trial=admission.trial))
+            self._announce(
+                self.store.success(admission.config, admission.lease, trial=admission.trial, duration=duration)
+            )
+        else:
+            self.store.note_latency(duration)
         for listener in self.listeners:
             listener.success(self)
 

@@ -2,7 +2,10 @@
 
 KEYS[1] is the circuit hash, KEYS[2] the sorted set of half-open trial leases (member: lease id, score:
 expiry; the set itself expires with its newest lease), KEYS[3] the list of transitions not yet stored, KEYS[4]
-the failure-rate window (a list of '1' failure / '0' success, oldest first; the hash's ``wfail`` counts its 1s).
+the rate rules' window (a list of '0' success, '1' failure, '2' slow success, oldest first; the hash's ``wfail``
+and ``wslow`` count its 1s and 2s), KEYS[5] the recent latency (whole milliseconds of the latest successful
+calls, oldest first, capped). The scripts a call goes through (admit, success) and the snapshot take the
+durations this worker has not shared yet, so recording latency costs no round trip of its own.
 ARGV[1] is "now" in seconds, or empty to take it from the Redis server clock (``TIME``), so every host
 agrees on time with sub-second precision. State and reason names come from ``states.py``, substituted
 into the prelude's Lua constants.
@@ -14,7 +17,8 @@ from apps.plant_identification.circuits.states import CircuitState, OpenReason
 
 PRELUDE = Template("""
 local CLOSED, OPEN, HALF_OPEN = '$closed', '$open', '$half_open'
-local FAILURES = '$failures'
+local FAILURES, SLOW = '$failures', '$slow'
+local COUNTERS = {['1'] = 'wfail', ['2'] = 'wslow'}  -- the hash field counting each window outcome
 local function clock(arg)
   if arg ~= '' then return tonumber(arg) end
   local t = redis.call('TIME')
@@ -32,27 +36,36 @@ local function open(now, until_, reason)
   redis.call('HSET', KEYS[1], 'state', OPEN, 'opened_at', fmt(now), 'reason', reason, 'succ', 0)
   if until_ then redis.call('HSET', KEYS[1], 'open_until', fmt(until_))
   else redis.call('HDEL', KEYS[1], 'open_until') end
-  redis.call('HDEL', KEYS[1], 'pinned_until', 'wfail')
+  redis.call('HDEL', KEYS[1], 'pinned_until', 'wfail', 'wslow')
   redis.call('DEL', KEYS[2], KEYS[4])
 end
 local function close()
   redis.call('HSET', KEYS[1], 'state', CLOSED, 'fail', 0, 'succ', 0, 'reason', '')
-  redis.call('HDEL', KEYS[1], 'opened_at', 'open_until', 'wfail')
+  redis.call('HDEL', KEYS[1], 'opened_at', 'open_until', 'wfail', 'wslow')
   redis.call('DEL', KEYS[2], KEYS[4])
 end
 local function pinned(now)
   local until_ = num(redis.call('HGET', KEYS[1], 'pinned_until'))
   return until_ ~= nil and now < until_
 end
-local function record_outcome(failed, size)  -- returns the window's failures and calls
-  redis.call('RPUSH', KEYS[4], failed)
-  local wfail = redis.call('HINCRBY', KEYS[1], 'wfail', failed)
+local function record_outcome(outcome, size)  -- outcome '0', '1' or '2'; returns failures, slow calls, calls
+  redis.call('RPUSH', KEYS[4], outcome)
+  if COUNTERS[outcome] then redis.call('HINCRBY', KEYS[1], COUNTERS[outcome], 1) end
   local calls = redis.call('LLEN', KEYS[4])
   while calls > size do
-    if redis.call('LPOP', KEYS[4]) == '1' then wfail = redis.call('HINCRBY', KEYS[1], 'wfail', -1) end
+    local counter = COUNTERS[redis.call('LPOP', KEYS[4])]
+    if counter then redis.call('HINCRBY', KEYS[1], counter, -1) end
     calls = calls - 1
   end
-  return wfail, calls
+  local counts = redis.call('HMGET', KEYS[1], 'wfail', 'wslow')
+  return tonumber(counts[1]) or 0, tonumber(counts[2]) or 0, calls
+end
+local function push_latency(samples, keep)  -- space-separated milliseconds, oldest first
+  if samples == '' then return end
+  local values = {}
+  for ms in string.gmatch(samples, '%S+') do values[#values + 1] = ms end
+  redis.call('RPUSH', KEYS[5], unpack(values))
+  redis.call('LTRIM', KEYS[5], -tonumber(keep), -1)
 end
 local now = clock(ARGV[1])
 """).substitute(
@@ -60,12 +73,14 @@ local now = clock(ARGV[1])
     open=CircuitState.OPEN,
     half_open=CircuitState.HALF_OPEN,
     failures=OpenReason.FAILURES,
+    slow=OpenReason.SLOW,
 )
 
-# ARGV: now, reset_timeout, half_open_max_calls, trial_lease, lease_id
+# ARGV: now, reset_timeout, half_open_max_calls, trial_lease, lease_id, latency samples, samples kept
 ADMIT = (
     PRELUDE
     + """
+push_latency(ARGV[6], ARGV[7])
 local f = redis.call('HMGET', KEYS[1], 'state', 'fail', 'opened_at', 'open_until', 'reason')
 local state = f[1] or CLOSED
 local fail = tonumber(f[2]) or 0
@@ -95,30 +110,49 @@ return {'admit', CLOSED, fail, '', '', ''}
 """
 )
 
-# ARGV: now, success_threshold, lease_id, trial (1/0), window size ('' when the consecutive rule applies)
+# ARGV: now, success_threshold, lease_id, trial (1/0), window size ('' when no rate rule is on), minimum calls,
+# duration in seconds ('' when not measured), slow-call duration ('' when the rule is off), slow-call rate in
+# percent, latency samples, samples kept. Returns {transition, consecutive failures}.
 SUCCESS = (
     PRELUDE
     + """
-local state = redis.call('HGET', KEYS[1], 'state') or CLOSED
+push_latency(ARGV[10], ARGV[11])
+local duration, limit = num(ARGV[7]), num(ARGV[8])
+local slow = limit ~= nil and duration ~= nil and duration > limit
+local f = redis.call('HMGET', KEYS[1], 'state', 'fail')
+local state = f[1] or CLOSED
+local fail = tonumber(f[2]) or 0
 if ARGV[4] ~= '1' then
   if state == CLOSED then
     redis.call('HSET', KEYS[1], 'fail', 0)
-    if ARGV[5] ~= '' and not pinned(now) then record_outcome(0, tonumber(ARGV[5])) end
+    if ARGV[5] ~= '' and not pinned(now) then
+      local _, wslow, calls = record_outcome(slow and '2' or '0', tonumber(ARGV[5]))
+      if slow and calls >= tonumber(ARGV[6]) and wslow * 100 >= tonumber(ARGV[9]) * calls then
+        open(now, nil, SLOW)
+        return {CLOSED .. '>' .. OPEN, 0}
+      end
+    end
+    return {'', 0}
   end
-  return ''
+  return {'', fail}
 end
-if redis.call('ZREM', KEYS[2], ARGV[3]) == 0 or state ~= HALF_OPEN then return '' end
+if redis.call('ZREM', KEYS[2], ARGV[3]) == 0 or state ~= HALF_OPEN then return {'', fail} end
+if slow then  -- a slow trial is a failed trial
+  fail = redis.call('HINCRBY', KEYS[1], 'fail', 1)
+  open(now, nil, SLOW)
+  return {HALF_OPEN .. '>' .. OPEN, fail}
+end
 redis.call('HSET', KEYS[1], 'fail', 0)
 if redis.call('HINCRBY', KEYS[1], 'succ', 1) >= tonumber(ARGV[2]) then
   close()
-  return HALF_OPEN .. '>' .. CLOSED
+  return {HALF_OPEN .. '>' .. CLOSED, 0}
 end
-return ''
+return {'', 0}
 """
 )
 
 # ARGV: now, fail_max, lease_id, trial (1/0), failure rate in percent ('' for the consecutive rule), window
-# size, minimum calls. Returns {transition, consecutive failures}.
+# size ('' when no rate rule is on), minimum calls. Returns {transition, consecutive failures}.
 FAILURE = (
     PRELUDE
     + """
@@ -134,9 +168,12 @@ end
 if state ~= CLOSED then return {'', fail} end
 if pinned(now) then return {'', fail} end
 fail = redis.call('HINCRBY', KEYS[1], 'fail', 1)
+local wfail, _, calls = 0, 0, 0
+if ARGV[6] ~= '' then  -- a failure is a call in the window whichever rate rule keeps it
+  wfail, _, calls = record_outcome('1', tonumber(ARGV[6]))
+end
 local trips
 if ARGV[5] ~= '' then
-  local wfail, calls = record_outcome(1, tonumber(ARGV[6]))
   trips = calls >= tonumber(ARGV[7]) and wfail * 100 >= tonumber(ARGV[5]) * calls
 else
   trips = fail >= tonumber(ARGV[2])
@@ -175,7 +212,7 @@ HALF_OPEN = (
     + """
 local before = redis.call('HGET', KEYS[1], 'state') or CLOSED
 redis.call('HSET', KEYS[1], 'state', HALF_OPEN, 'succ', 0, 'reason', ARGV[2])
-redis.call('HDEL', KEYS[1], 'pinned_until', 'wfail')
+redis.call('HDEL', KEYS[1], 'pinned_until', 'wfail', 'wslow')
 redis.call('DEL', KEYS[2], KEYS[4])
 return before .. '>' .. HALF_OPEN
 """
@@ -194,13 +231,16 @@ return before .. '>' .. CLOSED
 """
 )
 
-# ARGV: now
+# ARGV: now, '1' to read the recent latency too, latency samples, samples kept
 SNAPSHOT = (
     PRELUDE
     + """
+push_latency(ARGV[3], ARGV[4])
 local f = redis.call('HMGET', KEYS[1], 'state', 'fail', 'succ', 'opened_at', 'open_until', 'reason', 'pinned_until')
+local latency = {}
+if ARGV[2] == '1' then latency = redis.call('LRANGE', KEYS[5], 0, -1) end
 return {f[1] or CLOSED, f[2] or '0', f[3] or '0', f[4] or '', f[5] or '', f[6] or '', f[7] or '',
-        fmt(now)}
+        fmt(now), latency}
 """
 )
 
@@ -221,5 +261,14 @@ TAKE_EVENTS = (
 local events = redis.call('LRANGE', KEYS[3], 0, tonumber(ARGV[2]) - 1)
 if #events > 0 then redis.call('LTRIM', KEYS[3], #events, -1) end
 return events
+"""
+)
+
+# ARGV: now
+CLEAR_LATENCY = (
+    PRELUDE
+    + """
+redis.call('DEL', KEYS[5])
+return ''
 """
 )

@@ -6,14 +6,18 @@ held together by tests that run both against one reference model (``tests/.../ci
 A circuit record holds: ``state`` (closed, open, half-open), ``fail`` (consecutive counted failures, as
 pybreaker's ``fail_counter``: a success resets it, a failed half-open trial adds one), ``succ`` (trial
 successes while half-open), ``opened_at``, ``open_until`` (an explicit reopen time: a quota reset, ``inf``
-until staff close it, or None for ``opened_at + reset_timeout``), ``reason`` (failures, quota, credentials,
-forced), ``pinned_until`` (failures are not counted before then: a forced close with an expiry), ``trials``
-(lease id -> expiry of the half-open trial calls in flight) and ``window`` (the outcomes of the latest calls
-while closed, oldest first, True for a failure: the failure-rate rule).
+until staff close it, or None for ``opened_at + reset_timeout``), ``reason`` (failures, slow, quota,
+credentials, forced), ``pinned_until`` (failures are not counted before then: a forced close with an
+expiry), ``trials`` (lease id -> expiry of the half-open trial calls in flight) and ``window`` (the outcomes
+of the latest calls while closed, oldest first: ``ok``, ``failed`` or ``slow``; kept while a rate rule is on).
 
-Two rules open a closed circuit: ``fail_max`` consecutive counted failures (the default), or, when
+Two rules open a closed circuit on a failure: ``fail_max`` consecutive counted failures (the default), or, when
 ``failure_rate`` is set, that share of failures (percent) among the last ``window`` calls once at least
-``min_calls`` of them are in (resilience4j's count-based sliding window). Opening and closing empty the window.
+``min_calls`` of them are in (resilience4j's count-based sliding window). With ``slow_call_duration`` set, a
+success that took longer is a slow call, and a slow call opens the circuit (reason ``slow``) once slow calls are
+``slow_call_rate`` percent of the same window, at least ``min_calls`` in; a slow half-open trial is a failed
+trial. Each rate is checked when a call of its own kind is recorded, so the call that opens the circuit is
+evidence for the reason it gives. Opening and closing empty the window.
 """
 
 import math
@@ -23,6 +27,7 @@ from apps.plant_identification.circuits.states import CircuitState, OpenReason
 
 CLOSED, OPEN, HALF_OPEN = CircuitState.CLOSED, CircuitState.OPEN, CircuitState.HALF_OPEN
 ADMIT, TRIAL, REJECT = "admit", "trial", "reject"  # what admit() decides
+OK, FAILED, SLOW = "ok", "failed", "slow"  # a closed call's outcome, as the window keeps it
 
 
 @dataclass(frozen=True)
@@ -38,12 +43,18 @@ class CircuitConfig:
     trial_lease: float
     failure_rate: float | None = None  # percent; None: the consecutive rule (fail_max)
     window: int = 100  # calls the failure rate is measured over
-    min_calls: int = 10  # calls in the window before the rate may open the circuit
+    min_calls: int = 10  # calls in the window before a rate may open the circuit
+    slow_call_duration: float | None = None  # seconds; None: no call counts as slow (the slow-call rule is off)
+    slow_call_rate: float = 100.0  # percent of slow calls in the window that opens the circuit
 
     @property
     def windowed(self) -> bool:
-        """True when the failure-rate rule opens the circuit (every closed call's outcome is recorded)."""
-        return self.failure_rate is not None
+        """True when a rate rule (failures or slow calls) is on: every closed call's outcome is recorded."""
+        return self.failure_rate is not None or self.slow_call_duration is not None
+
+    def is_slow(self, duration: float | None) -> bool:
+        """True when the slow-call rule is on and a success that took ``duration`` seconds is slower than allowed."""
+        return self.slow_call_duration is not None and duration is not None and duration > self.slow_call_duration
 
 
 @dataclass
@@ -58,7 +69,7 @@ class CircuitRecord:
     reason: str = ""
     pinned_until: float | None = None
     trials: dict[str, float] = field(default_factory=dict)
-    window: list[bool] = field(default_factory=list)
+    window: list[str] = field(default_factory=list)
 
     def reopens_at(self, config: CircuitConfig) -> float:
         """When an open circuit lets a trial through (``inf``: only staff can close it)."""
@@ -98,16 +109,27 @@ def admit(record: CircuitRecord, config: CircuitConfig, now: float, lease_id: st
     return Decision(ADMIT, CLOSED, record.fail)
 
 
-def success(record: CircuitRecord, config: CircuitConfig, now: float, lease_id: str, trial: bool):
-    """Record a successful call; returns the transition it caused, if any."""
+def success(
+    record: CircuitRecord, config: CircuitConfig, now: float, lease_id: str, trial: bool, duration: float | None = None
+):
+    """Record a successful call that took ``duration`` seconds (None: not measured); returns the transition it
+    caused, if any."""
+    slow = config.is_slow(duration)
     if not trial:
         if record.state == CLOSED:
             record.fail = 0
             if config.windowed and not _pinned(record, now):
-                _record_outcome(record, config, failed=False)
+                _record_outcome(record, config, SLOW if slow else OK)
+                if slow and _rate_reached(record, config, SLOW, config.slow_call_rate):
+                    _open(record, now, None, OpenReason.SLOW)
+                    return (CLOSED, OPEN)
         return None
     if record.trials.pop(lease_id, None) is None or record.state != HALF_OPEN:
         return None  # a stale trial: its lease expired or the circuit moved on
+    if slow:  # a slow trial is a failed trial
+        record.fail += 1
+        _open(record, now, None, OpenReason.SLOW)
+        return (HALF_OPEN, OPEN)
     record.fail, record.succ = 0, record.succ + 1
     if record.succ >= config.success_threshold:
         _close(record)
@@ -126,10 +148,10 @@ def failure(record: CircuitRecord, config: CircuitConfig, now: float, lease_id: 
     if record.state != CLOSED or _pinned(record, now):
         return None
     record.fail += 1
-    if config.windowed:
-        _record_outcome(record, config, failed=True)
-        calls, failed = len(record.window), sum(record.window)
-        trips = calls >= config.min_calls and failed * 100 >= config.failure_rate * calls
+    if config.windowed:  # a failure is a call in the window whichever rate rule keeps it
+        _record_outcome(record, config, FAILED)
+    if config.failure_rate is not None:
+        trips = _rate_reached(record, config, FAILED, config.failure_rate)
     else:
         trips = record.fail >= config.fail_max
     if trips:
@@ -142,9 +164,14 @@ def _pinned(record: CircuitRecord, now: float) -> bool:
     return record.pinned_until is not None and now < record.pinned_until
 
 
-def _record_outcome(record: CircuitRecord, config: CircuitConfig, *, failed: bool) -> None:
-    record.window.append(failed)
+def _record_outcome(record: CircuitRecord, config: CircuitConfig, outcome: str) -> None:
+    record.window.append(outcome)
     del record.window[: max(0, len(record.window) - config.window)]
+
+
+def _rate_reached(record: CircuitRecord, config: CircuitConfig, outcome: str, percent: float) -> bool:
+    calls = len(record.window)
+    return calls >= config.min_calls and record.window.count(outcome) * 100 >= percent * calls
 
 
 def release(record: CircuitRecord, lease_id: str) -> None:

@@ -18,3 +18,4 @@ class OpenReason(StrEnum):
     QUOTA = "quota"  # the provider said its quota or credits are spent (held until they return)
     CREDENTIALS = "credentials"  # the provider refused our key (held until staff close it)
     FORCED = "forced"  # staff, or pybreaker's open()/half_open()
+    SLOW = "slow"  # the share of slow successes reached the slow-call rate, or a half-open trial was slow

@@ -5,12 +5,18 @@ in-process record (``rules.py``) that mirrors the last shared state it saw, logs
 outage, and leaves Redis alone for ``REDIS_RETRY_SECONDS`` so a dead or hung Redis costs at most one
 short timeout per interval, not one per call. The first operation that reaches Redis again adopts the
 shared state (an open shared circuit wins) without a restart.
+
+The duration of each successful call goes to the recent latency in Redis with the script that records the
+success; when no script records it (a closed circuit with nothing to count), it waits in the worker and goes
+with the worker's next script call for that circuit (its next admission or health read), so latency costs no
+round trip of its own. Each worker also keeps its own latest durations, reported while Redis is unreachable.
 """
 
 import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,6 +24,14 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from apps.plant_identification.circuits import lua, rules
+from apps.plant_identification.circuits.latency import (
+    FLEET,
+    LATENCY_SAMPLES,
+    WORKER,
+    RecentLatency,
+    milliseconds,
+    recent_latency,
+)
 from apps.plant_identification.circuits.rules import CircuitConfig, CircuitRecord, Decision
 from apps.plant_identification.circuits.states import CircuitState
 
@@ -35,6 +49,7 @@ class StoredCircuit:
     record: CircuitRecord
     now: float
     shared: bool
+    latency: RecentLatency | None = None  # when asked for: the fleet's (shared) or this worker's
 
 
 class CircuitStore:
@@ -46,9 +61,12 @@ class CircuitStore:
             f"plantid:circuit:{namespace}:trials",
             f"plantid:circuit:{namespace}:events",
             f"plantid:circuit:{namespace}:window",
+            f"plantid:circuit:{namespace}:latency",
         ]
         self.clock = clock  # None: Redis server time when shared, time.time() locally
         self.local = CircuitRecord()
+        self.local_latency: deque[int] = deque(maxlen=LATENCY_SAMPLES)  # this worker's latest durations (ms)
+        self._unshared: list[int] = []  # durations (ms) not in Redis yet: they go with the next script call
         self._lock = threading.Lock()
         self._down_client = None  # the Redis connection that failed, while the store rests from it
         self._redis_down_until = 0.0
@@ -57,7 +75,9 @@ class CircuitStore:
     # ------------------------------------------------------------------ operations
     def admit(self, config: CircuitConfig, lease_id: str) -> Decision:
         """May a call go through now? (closed: yes; open: no; half-open: if a trial slot is free)."""
-        raw = self._shared("ADMIT", config.reset_timeout, config.half_open_max_calls, config.trial_lease, lease_id)
+        raw = self._with_latency(
+            "ADMIT", config.reset_timeout, config.half_open_max_calls, config.trial_lease, lease_id
+        )
         if raw is None:
             return self._local_op(rules.admit, config, lease_id=lease_id)
         kind, state, fail, wait, reason, transition = (_text(value) for value in raw)
@@ -65,20 +85,52 @@ class CircuitStore:
         self._mirror(decision)
         return decision
 
-    def success(self, config: CircuitConfig, lease_id: str, *, trial: bool) -> tuple[str, str] | None:
-        """Record a success; returns the transition it made, if any."""
-        window = config.window if config.windowed else ""
-        raw = self._shared("SUCCESS", config.success_threshold, lease_id, int(trial), window)
+    def success(
+        self, config: CircuitConfig, lease_id: str, *, trial: bool, duration: float | None = None
+    ) -> tuple[str, str] | None:
+        """Record a success that took ``duration`` seconds (None: not measured), and its latency; returns the
+        transition it made, if any (a slow call may open the circuit)."""
+        self.note_latency(duration)
+        raw = self._with_latency(
+            "SUCCESS",
+            config.success_threshold,
+            lease_id,
+            int(trial),
+            config.window if config.windowed else "",
+            config.min_calls,
+            "" if duration is None else duration,
+            "" if config.slow_call_duration is None else config.slow_call_duration,
+            config.slow_call_rate,
+        )
         if raw is None:
-            return self._local_op(rules.success, config, lease_id=lease_id, trial=trial)
+            return self._local_op(rules.success, config, lease_id=lease_id, trial=trial, duration=duration)
+        transition, fail = _text(raw[0]), int(raw[1])
         with self._lock:
-            self.local.fail = 0
-        return _transition(_text(raw))
+            self.local.fail = fail
+        return _transition(transition)
+
+    def note_latency(self, duration: float | None) -> None:
+        """Keep the duration of a successful call for the recent latency (Redis gets it with the next script)."""
+        if duration is None:
+            return
+        sample = milliseconds(duration)
+        with self._lock:
+            self.local_latency.append(sample)
+            if settings.REDIS_URL:
+                self._unshared = [*self._unshared[-(LATENCY_SAMPLES - 1) :], sample]
+
+    def clear_latency(self) -> None:
+        """Forget the recent latency, shared and this worker's."""
+        with self._lock:
+            self.local_latency.clear()
+            self._unshared = []
+        self._shared("CLEAR_LATENCY")
 
     def failure(self, config: CircuitConfig, lease_id: str, *, trial: bool) -> tuple[str, str] | None:
         """Record a counted failure; returns the transition it made, if any."""
-        rate = ("", "", "") if not config.windowed else (config.failure_rate, config.window, config.min_calls)
-        raw = self._shared("FAILURE", config.fail_max, lease_id, int(trial), *rate)
+        rate = "" if config.failure_rate is None else config.failure_rate
+        window = config.window if config.windowed else ""
+        raw = self._shared("FAILURE", config.fail_max, lease_id, int(trial), rate, window, config.min_calls)
         if raw is None:
             return self._local_op(rules.failure, config, lease_id=lease_id, trial=trial)
         transition, fail = _text(raw[0]), int(raw[1])
@@ -113,13 +165,14 @@ class CircuitStore:
             transition = rules.force_close(self.local, self._now(), pin_seconds)
         return _transition(_text(raw)) if raw is not None else transition
 
-    def read(self) -> StoredCircuit:
-        """The record as it stands (one round trip when shared)."""
-        raw = self._shared("SNAPSHOT")
+    def read(self, *, latency: bool = False) -> StoredCircuit:
+        """The record as it stands and, with ``latency``, the recent latency (one round trip when shared)."""
+        raw = self._with_latency("SNAPSHOT", "1" if latency else "")
         if raw is None:
             with self._lock:
-                return StoredCircuit(_copy(self.local), self._now(), shared=False)
-        state, fail, succ, opened_at, open_until, reason, pinned, now = (_text(v) for v in raw)
+                local = recent_latency(self.local_latency, WORKER) if latency else None
+                return StoredCircuit(_copy(self.local), self._now(), shared=False, latency=local)
+        state, fail, succ, opened_at, open_until, reason, pinned, now = (_text(v) for v in raw[:8])
         record = CircuitRecord(
             state=state,
             fail=int(fail),
@@ -129,7 +182,8 @@ class CircuitStore:
             reason=reason,
             pinned_until=_float(pinned),
         )
-        return StoredCircuit(record, float(now), shared=True)
+        shared = recent_latency((int(sample) for sample in raw[8]), FLEET) if latency else None
+        return StoredCircuit(record, float(now), shared=True, latency=shared)
 
     def push_event(self, event: str) -> bool:
         """Keep a transition (JSON) in Redis until it is stored; False when Redis is not at hand."""
@@ -164,6 +218,17 @@ class CircuitStore:
                     local.opened_at, local.open_until = self._now(), self._now() + decision.retry_after
                 elif decision.state != CircuitState.OPEN:
                     local.open_until = None
+
+    def _with_latency(self, name: str, *args):
+        """Run script ``name`` with the durations not shared yet as its last arguments; if it cannot run, they
+        wait for the next one (the newest ``LATENCY_SAMPLES`` of them)."""
+        with self._lock:
+            samples, self._unshared = self._unshared, []
+        raw = self._shared(name, *args, " ".join(map(str, samples)), LATENCY_SAMPLES)
+        if raw is None and samples:
+            with self._lock:
+                self._unshared = [*samples, *self._unshared][-LATENCY_SAMPLES:]
+        return raw
 
     def _shared(self, name: str, *args):
         """Run script ``name``; None when Redis is not configured, failing, or resting after a failure.

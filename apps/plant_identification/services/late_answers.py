@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from django.db import connections, transaction
 from django.utils import timezone
 
+from apps.plant_identification.metrics import late_answer_record
 from apps.plant_identification.models import Identification, ProviderResult
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.services.fan_out import FanOut, identify_deadline
@@ -55,7 +56,9 @@ def _merge_executor() -> ThreadPoolExecutor:
 def late_answers_track(fan_out: FanOut, identification_id) -> None:
     """The early answer was stored under ``identification_id``: let its late answers in (and wait for them when
     the worker stops)."""
-    if fan_out.pending:
+    if pending := fan_out.pending:
+        for provider in pending:
+            late_answer_record(provider.value, "pending")
         with _tracked_changed:
             _tracked[fan_out] = identification_id
     fan_out.attach(identification_id)
@@ -74,6 +77,7 @@ def _late_answer_merge(fan_out: FanOut, outcome: ProviderOutcome) -> None:
             logger.warning("[EARLY] late %s answer dropped: the early answer was not stored", outcome.provider)
             return
         if late_outcome_store(identification_id, fan_out, outcome):
+            late_answer_record(outcome.provider.value, "merged")
             logger.info("[EARLY] late %s (%s) merged into %s", outcome.provider, outcome.status, identification_id)
         else:
             logger.info(
@@ -137,6 +141,7 @@ def late_answers_drain(timeout: float | None = None) -> int:
             outcome = _lost(provider, WORKER_STOPPED)
             fan_out.resolve(outcome)
             if late_outcome_store(identification_id, fan_out, outcome):
+                late_answer_record(provider.value, "lost")
                 logger.warning("[EARLY] late %s answer lost for %s: %s", provider, identification_id, WORKER_STOPPED)
                 lost += 1
     return lost
@@ -162,6 +167,7 @@ def identification_settle(identification: Identification, *, now: datetime | Non
     secrets = known_secrets()
     for result in results:
         if result.status == PENDING:
+            late_answer_record(result.provider, "settled")
             for name, value in result_fields(_lost(Provider(result.provider), NEVER_RECORDED), secrets).items():
                 setattr(result, name, value)
             result.save()

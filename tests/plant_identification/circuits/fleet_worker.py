@@ -1,8 +1,9 @@
 """One worker process of a simulated fleet (run by test_fleet.py): threads calling through the breaker.
 
-Time comes from a Redis key that the test moves, so every process shares one fake clock. The upstream is
-simulated: each call that gets through increments a Redis counter (and, in the trial scenario, waits
-until the test releases it). Prints one JSON line: what this process saw.
+Time comes from a Redis key that the test moves, so every process shares one fake clock (a slow call moves
+it too, by the time the call takes, while no other call runs). The upstream is simulated: each call that gets
+through increments a Redis counter (and, in the trial scenario, waits until the test releases it). Prints one
+JSON line: what this process saw.
 """
 
 import json
@@ -24,6 +25,7 @@ from apps.plant_identification.exceptions import ProviderCircuitOpenError, Provi
 from apps.plant_identification.providers import Provider  # noqa: E402
 
 PREFIX = sys.argv[2]
+SLOW_CALL_SECONDS = 3.0  # how long an ``s`` call of a sequence takes on the shared clock
 redis = get_redis_connection("circuits")
 
 
@@ -76,8 +78,8 @@ def trial_call(breaker, results: list) -> None:
 
 
 def sequenced_call(breaker, results: list) -> None:
-    """Take the next call of a fleet-wide sequence (``x`` fails, ``.`` succeeds) and make it in its turn, so
-    the calls of every process reach the breaker in one known order."""
+    """Take the next call of a fleet-wide sequence (``x`` fails, ``.`` succeeds at once, ``s`` succeeds slowly)
+    and make it in its turn, so the calls of every process reach the breaker in one known order."""
     pattern = redis.get(f"{PREFIX}:pattern").decode()
     while (index := redis.incr(f"{PREFIX}:ticket") - 1) < len(pattern):
         while int(redis.get(f"{PREFIX}:turn") or 0) != index:
@@ -86,6 +88,8 @@ def sequenced_call(breaker, results: list) -> None:
             with breaker.protect():
                 if pattern[index] == "x":
                     raise ProviderUnavailableError("plant_id", "HTTP 503")
+                if pattern[index] == "s":
+                    redis.incrbyfloat(f"{PREFIX}:now", SLOW_CALL_SECONDS)
             results.append([index, "ok"])
         except ProviderUnavailableError:
             results.append([index, "failed"])

@@ -1,5 +1,6 @@
 """Several real worker processes sharing one real Redis: the circuit opens once for the fleet, fail_max
-and success_threshold hold across processes, and half-open admits one trial fleet-wide."""
+and success_threshold hold across processes, half-open admits one trial fleet-wide, and the failure-rate and
+slow-call rules and the recent latency are measured over every process's calls."""
 
 import json
 import os
@@ -15,6 +16,7 @@ from django.conf import settings
 from django_redis import get_redis_connection
 
 from apps.plant_identification.circuits.breaker import breaker_for
+from apps.plant_identification.circuits.latency import RecentLatency
 from apps.plant_identification.providers import Provider
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -141,3 +143,28 @@ def test_the_failure_rate_is_measured_fleet_wide(fleet):
     assert [seen[index] for index in range(len(pattern))] == expected
     assert Counter(event for report in reports for event in report["events"]) == {"closed>open": 1}
     assert len({index for report in reports for index, _ in report["results"]}) == len(pattern)
+
+
+def test_slow_calls_open_the_circuit_fleet_wide_and_their_latency_is_the_fleets(fleet):
+    """The same order of 16 calls, with ``s`` a success taking 3 s (on the shared clock) where 2 s is the limit:
+    30 % then 40 % of the last 10 are slow (closed), then 50 % (the 12th call, a success, opens it)."""
+    breaker = breaker_for(Provider.PLANT_ID)
+    breaker.store.clear_latency()
+    pattern = "..s..s..s.ss...."
+    fleet.redis.set(f"{fleet.prefix}:pattern", pattern)
+    slow_rule = {
+        "PLANT_ID_CIRCUIT_SLOW_CALL_DURATION": "2",
+        "PLANT_ID_CIRCUIT_SLOW_CALL_RATE": "50",
+        "PLANT_ID_CIRCUIT_WINDOW": "10",
+        "PLANT_ID_CIRCUIT_MIN_CALLS": "6",
+    }
+    reports = fleet.run("sequence", env=slow_rule)
+
+    seen = dict(result for report in reports for result in report["results"])
+    assert [seen[index] for index in range(len(pattern))] == ["ok"] * 12 + ["rejected"] * 4
+    assert Counter(event for report in reports for event in report["events"]) == {"closed>open": 1}
+    snapshot = breaker.snapshot()
+    assert (breaker.current_state, snapshot.reason) == ("open", "slow")
+    # Every process's 12 successes, 5 of them 3 s long: the fleet's latency, read in this (other) process.
+    assert snapshot.latency == RecentLatency(p50_ms=0, p95_ms=3000, samples=12, scope="fleet")
+    breaker.store.clear_latency()

@@ -1,4 +1,5 @@
-"""Property-based: the Redis scripts and the in-process rules behave like a simple reference model."""
+"""Property-based: the Redis scripts and the in-process rules behave like a simple reference model, with and
+without the failure-rate and slow-call rules."""
 
 import uuid
 
@@ -25,6 +26,32 @@ WINDOWED = CircuitConfig(
     window=4,
     min_calls=3,
 )
+SLOW_LIMIT = 2.0  # seconds: a success that took longer is a slow call
+SLOW_CALLS = CircuitConfig(  # consecutive failures open it; so does a slow-call rate over the window
+    fail_max=2,
+    reset_timeout=10.0,
+    success_threshold=2,
+    half_open_max_calls=2,
+    trial_lease=4.0,
+    window=4,
+    min_calls=3,
+    slow_call_duration=SLOW_LIMIT,
+    slow_call_rate=50.0,
+)
+BOTH_RATES = CircuitConfig(
+    fail_max=2,
+    reset_timeout=10.0,
+    success_threshold=2,
+    half_open_max_calls=2,
+    trial_lease=4.0,
+    failure_rate=50.0,
+    window=5,
+    min_calls=3,
+    slow_call_duration=SLOW_LIMIT,
+    slow_call_rate=60.0,
+)
+# How long a call took: quick, exactly the limit (not slow: slower than it is), slow.
+DURATIONS = st.sampled_from([0.1, SLOW_LIMIT, SLOW_LIMIT + 0.5])
 
 
 class ReferenceCircuit:
@@ -32,11 +59,11 @@ class ReferenceCircuit:
 
     def __init__(self, config: CircuitConfig) -> None:
         self.config = config
-        self.state, self.failures, self.successes = "closed", 0, 0
+        self.state, self.failures, self.successes, self.reason = "closed", 0, 0, ""
         self.reopen_at = None
         self.trials: dict[str, float] = {}
         self.pinned_until = None
-        self.recent: list[str] = []  # "ok" / "failed" of the latest calls while closed, when a rate is set
+        self.recent: list[str] = []  # "ok" / "slow" / "failed" of the latest calls while closed, when a rate is set
 
     def admit(self, now: float, lease: str) -> str:
         if self.state == "open":
@@ -51,14 +78,22 @@ class ReferenceCircuit:
             return "trial"
         return "admit"
 
-    def succeed(self, now: float, lease: str, trial: bool) -> None:
+    def succeed(self, now: float, lease: str, trial: bool, duration: float) -> None:
+        limit = self.config.slow_call_duration
+        slow = limit is not None and duration > limit
         if not trial:
             if self.state == "closed":
                 self.failures = 0
-                if self.config.failure_rate is not None and not self.is_pinned(now):
-                    self.remember("ok")
+                if self.keeps_outcomes() and not self.is_pinned(now):
+                    self.remember("slow" if slow else "ok")
+                    if slow and self.share_reached("slow", self.config.slow_call_rate):
+                        self.open(now + self.config.reset_timeout, "slow")
             return
         if self.trials.pop(lease, None) is not None and self.state == "half-open":
+            if slow:  # a slow trial fails like any failed trial, for its own reason
+                self.failures += 1
+                self.open(now + self.config.reset_timeout, "slow")
+                return
             self.failures, self.successes = 0, self.successes + 1  # pybreaker resets its fail_counter on success
             if self.successes >= self.config.success_threshold:
                 self.close()
@@ -67,19 +102,26 @@ class ReferenceCircuit:
         if trial:
             if self.trials.pop(lease, None) is not None and self.state == "half-open":
                 self.failures += 1  # pybreaker counts a failed trial too
-                self.open(now + self.config.reset_timeout)
+                self.open(now + self.config.reset_timeout, "failures")
             return
         if self.state != "closed" or self.is_pinned(now):
             return
         self.failures += 1
+        if self.keeps_outcomes():  # with only the slow-call rule, failures still count as calls in its window
+            self.remember("failed")
         if self.config.failure_rate is None:
             if self.failures >= self.config.fail_max:
-                self.open(now + self.config.reset_timeout)
+                self.open(now + self.config.reset_timeout, "failures")
             return
-        self.remember("failed")
-        share = 100 * self.recent.count("failed") / len(self.recent)
-        if len(self.recent) >= self.config.min_calls and share >= self.config.failure_rate:
-            self.open(now + self.config.reset_timeout)
+        if self.share_reached("failed", self.config.failure_rate):
+            self.open(now + self.config.reset_timeout, "failures")
+
+    def keeps_outcomes(self) -> bool:
+        return self.config.failure_rate is not None or self.config.slow_call_duration is not None
+
+    def share_reached(self, outcome: str, percent: float) -> bool:
+        share = 100 * self.recent.count(outcome) / len(self.recent)
+        return len(self.recent) >= self.config.min_calls and share >= percent
 
     def is_pinned(self, now: float) -> bool:
         return self.pinned_until is not None and now < self.pinned_until
@@ -87,16 +129,17 @@ class ReferenceCircuit:
     def remember(self, outcome: str) -> None:
         self.recent = [*self.recent, outcome][-self.config.window :]
 
-    def open(self, reopen_at: float) -> None:
+    def open(self, reopen_at: float, reason: str) -> None:
         self.state, self.reopen_at, self.successes, self.trials, self.pinned_until = "open", reopen_at, 0, {}, None
-        self.recent = []
+        self.recent, self.reason = [], reason
 
     def half_open(self) -> None:
         self.state, self.successes, self.trials, self.pinned_until, self.recent = "half-open", 0, {}, None, []
+        self.reason = "forced"
 
     def close(self, pinned_until=None) -> None:
         self.state, self.failures, self.successes, self.trials = "closed", 0, 0, {}
-        self.reopen_at, self.pinned_until, self.recent = None, pinned_until, []
+        self.reopen_at, self.pinned_until, self.recent, self.reason = None, pinned_until, [], ""
 
 
 class RulesAdapter:
@@ -108,8 +151,8 @@ class RulesAdapter:
     def admit(self, lease):
         return rules.admit(self.record, self.config, self.clock(), lease).kind
 
-    def succeed(self, lease, trial):
-        rules.success(self.record, self.config, self.clock(), lease, trial)
+    def succeed(self, lease, trial, duration):
+        rules.success(self.record, self.config, self.clock(), lease, trial, duration)
 
     def fail(self, lease, trial):
         rules.failure(self.record, self.config, self.clock(), lease, trial)
@@ -124,7 +167,7 @@ class RulesAdapter:
         rules.force_close(self.record, self.clock(), pin)
 
     def state(self):
-        return self.record.state, self.record.fail
+        return self.record.state, self.record.fail, self.record.reason
 
 
 class RedisAdapter:
@@ -136,8 +179,8 @@ class RedisAdapter:
     def admit(self, lease):
         return self.store.admit(self.config, lease).kind
 
-    def succeed(self, lease, trial):
-        self.store.success(self.config, lease, trial=trial)
+    def succeed(self, lease, trial, duration):
+        self.store.success(self.config, lease, trial=trial, duration=duration)
 
     def fail(self, lease, trial):
         self.store.failure(self.config, lease, trial=trial)
@@ -154,7 +197,7 @@ class RedisAdapter:
     def state(self):
         stored = self.store.read()
         assert stored.shared, "the model test must run against Redis"
-        return stored.record.state, stored.record.fail
+        return stored.record.state, stored.record.fail, stored.record.reason
 
     def cleanup(self):
         from django_redis import get_redis_connection
@@ -181,23 +224,23 @@ class CircuitMachine(RuleBasedStateMachine):
             assert implementation.admit(lease) == expected
         return None if expected == "reject" else (lease, expected == "trial")
 
-    def _end(self, lease: str, trial: bool, succeeded: bool) -> None:
+    def _end(self, lease: str, trial: bool, succeeded: bool, duration: float) -> None:
         if succeeded:
-            self.model.succeed(self.clock(), lease, trial)
+            self.model.succeed(self.clock(), lease, trial, duration)
         else:
             self.model.fail(self.clock(), lease, trial)
         for implementation in self.implementations:
             if succeeded:
-                implementation.succeed(lease, trial)
+                implementation.succeed(lease, trial, duration)
             else:
                 implementation.fail(lease, trial)
 
-    @rule(succeeded=st.booleans())
-    def call(self, succeeded):
-        """A whole call: admitted or rejected, then (if it ran) its outcome."""
+    @rule(succeeded=st.booleans(), duration=DURATIONS)
+    def call(self, succeeded, duration):
+        """A whole call: admitted or rejected, then (if it ran) its outcome and how long it took."""
         started = self._start()
         if started:
-            self._end(*started, succeeded)
+            self._end(*started, succeeded, duration)
 
     @rule()
     def call_starts(self):
@@ -207,9 +250,9 @@ class CircuitMachine(RuleBasedStateMachine):
             self.in_flight.append(started)
 
     @precondition(lambda self: self.in_flight)
-    @rule(index=st.integers(0, 20), succeeded=st.booleans())
-    def call_ends(self, index, succeeded):
-        self._end(*self.in_flight.pop(index % len(self.in_flight)), succeeded)
+    @rule(index=st.integers(0, 20), succeeded=st.booleans(), duration=DURATIONS)
+    def call_ends(self, index, succeeded, duration):
+        self._end(*self.in_flight.pop(index % len(self.in_flight)), succeeded, duration)
 
     @rule(seconds=st.sampled_from([0.5, 1.0, 4.0, 10.0, 30.0]))
     def time_passes(self, seconds):
@@ -229,7 +272,7 @@ class CircuitMachine(RuleBasedStateMachine):
                 implementation.half_open()
         elif action.startswith("hold"):
             seconds = float(action.split()[1])
-            self.model.open(self.clock() + seconds)
+            self.model.open(self.clock() + seconds, "quota")
             for implementation in self.implementations:
                 implementation.hold_open(seconds)
         else:
@@ -240,7 +283,7 @@ class CircuitMachine(RuleBasedStateMachine):
 
     @invariant()
     def same_state(self):
-        expected = (self.model.state, self.model.failures)
+        expected = (self.model.state, self.model.failures, self.model.reason)
         for implementation in self.implementations:
             assert implementation.state() == expected
 
@@ -259,7 +302,27 @@ class WindowedCircuitMachine(CircuitMachine):
     config = WINDOWED
 
 
-@pytest.mark.parametrize("machine", [CircuitMachine, WindowedCircuitMachine], ids=["consecutive", "failure-rate"])
+class SlowCallCircuitMachine(CircuitMachine):
+    """The consecutive rule, with slow calls opening the circuit too."""
+
+    config = SLOW_CALLS
+
+
+class BothRatesCircuitMachine(CircuitMachine):
+    """The failure-rate and the slow-call rules over one window."""
+
+    config = BOTH_RATES
+
+
+@pytest.mark.parametrize(
+    "machine",
+    [
+        pytest.param(CircuitMachine, id="consecutive"),
+        pytest.param(WindowedCircuitMachine, id="failure-rate"),
+        pytest.param(SlowCallCircuitMachine, id="slow-call", marks=pytest.mark.slow),  # about 5 s each
+        pytest.param(BothRatesCircuitMachine, id="failure-rate-and-slow-call", marks=pytest.mark.slow),
+    ],
+)
 def test_implementations_follow_the_reference_model(machine):
     machine.TestCase.settings = hypothesis_settings(
         max_examples=100, stateful_step_count=50, deadline=None, suppress_health_check=list(HealthCheck)

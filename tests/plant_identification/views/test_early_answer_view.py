@@ -11,6 +11,7 @@ from django.urls import reverse
 from apps.plant_identification.models import Identification
 from apps.plant_identification.services.late_answers import late_answers_drain
 from tests.factories import PLANT_ID_URL, PLANTNET_URL, fixture_json
+from tests.plant_identification.test_metrics import delta, scrape
 from tests.plant_identification.views.test_identify_view import post
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -38,7 +39,10 @@ def plant_id_held(settings, mocked_responses):
     late_answers_drain(timeout=10)
 
 
-def test_the_early_response_lists_the_pending_provider_and_a_read_shows_the_merged_result(api_client, plant_id_held):
+def test_the_early_response_lists_the_pending_provider_and_a_read_shows_the_merged_result(
+    api_client, anonymous_client, plant_id_held
+):
+    before = scrape(anonymous_client)
     response = post(api_client)
 
     assert response.status_code == 200, response.content
@@ -65,6 +69,9 @@ def test_the_early_response_lists_the_pending_provider_and_a_read_shows_the_merg
     assert merged["is_plant"] == {"probability": 0.9981, "binary": True}
     assert merged["health"]["diseases"][0]["local_name"] == "Root rot"
     assert {k: merged[k] for k in ("id", "created_at")} == {k: early[k] for k in ("id", "created_at")}
+    after = scrape(anonymous_client)
+    for outcome in ("pending", "merged"):
+        assert delta(before, after, "plantid_late_answers_total", provider="plant_id", outcome=outcome) == 1
 
 
 def test_a_read_after_the_deadline_settles_a_part_that_never_arrived(api_client, plant_id_held):

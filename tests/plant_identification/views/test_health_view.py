@@ -9,6 +9,13 @@ from apps.plant_identification.providers import Provider
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _no_recent_latency():
+    """Earlier tests' successful calls stay in the recent latency (closing a circuit keeps it)."""
+    for provider in Provider:
+        breaker_for(provider).store.clear_latency()
+
+
 def health(client):
     response = client.get(reverse("health"))
     return response.status_code, response.json()
@@ -27,6 +34,7 @@ def test_all_closed_is_healthy(anonymous_client, mocked_responses):
         "reset_timeout": 60.0,
         "retry_after": None,
         "reason": None,
+        "latency": {"p50_ms": None, "p95_ms": None, "samples": 0, "scope": "fleet"},
     }
     assert body["checks"] == {"database": {"status": "pass"}, "redis": {"status": "pass"}}
     assert len(mocked_responses.calls) == 0
