@@ -98,7 +98,7 @@ class CircuitEvent(models.Model):
     to_state = models.CharField(max_length=16)
     fail_count = models.PositiveIntegerField(default=0)
     reason = models.CharField(
-        max_length=16, blank=True, help_text="why it opened: failures, quota, credentials, forced"
+        max_length=16, blank=True, help_text="why it opened: failures, slow, quota, credentials, forced"
     )
     worker = models.CharField(max_length=128, blank=True, help_text="host:pid that made the transition")
 
