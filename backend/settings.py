@@ -278,6 +278,9 @@ if PROVIDER_MAX_RETRIES > 1:
 PROVIDER_RETRY_BUDGET_PERCENT = env_float("PROVIDER_RETRY_BUDGET_PERCENT", default=20.0)
 PROVIDER_RETRY_BUDGET_FLOOR = env_int("PROVIDER_RETRY_BUDGET_FLOOR", default=3)
 PROVIDER_RETRY_BUDGET_WINDOW = env_float("PROVIDER_RETRY_BUDGET_WINDOW", default=10.0)
+# Identical provider calls in flight at once (the same normalised images and parameters), on any worker or host
+# sharing REDIS_URL, make one upstream request; the other callers wait for its answer (clients/single_flight.py).
+PROVIDER_SINGLE_FLIGHT = env_bool("PROVIDER_SINGLE_FLIGHT", default=True)
 # Whole-request budget for the provider fan-out; a provider still running then is reported as a timeout.
 # Unset: the longest configured provider timeout plus 5 s.
 IDENTIFY_DEADLINE = env_optional_float("IDENTIFY_DEADLINE")

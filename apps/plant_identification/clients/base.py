@@ -25,6 +25,7 @@ from apps.plant_identification.clients.retries import (
     RetryBudget,
     backoff_seconds,
 )
+from apps.plant_identification.clients.single_flight import single_flight
 from apps.plant_identification.exceptions import (
     ProviderAuthError,
     ProviderError,
@@ -123,6 +124,17 @@ class BaseProviderClient:
             logger.info("[CACHE] provider=%s hit", self.provider.value)
             return dataclasses.replace(answer, cached=True, attempts=0)
         logger.info("[CACHE] provider=%s miss", self.provider.value)
+        if not settings.PROVIDER_SINGLE_FLIGHT:
+            return self._call_and_cache(outbound, deadline, key)
+        return single_flight(
+            key,
+            lambda: self._call_and_cache(outbound, deadline, key),
+            provider=self.provider.value,
+            lease=self.timeout,  # retries included: none starts that could not end within the timeout
+            deadline=deadline,
+        )
+
+    def _call_and_cache(self, outbound: OutboundRequest, deadline: float | None, key: str) -> ProviderAnswer:
         answer = self._send_protected(outbound, deadline)
         cache.set(key, dataclasses.replace(answer, attempts=1), provider_spec(self.provider).cache_ttl)
         return answer

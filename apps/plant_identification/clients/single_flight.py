@@ -1,0 +1,127 @@
+"""Single-flight: identical provider calls in flight at once, on any worker or host, make one upstream request.
+
+The first caller for an answer-cache key takes a lock in the shared cache (``add``: Redis ``SET NX`` with a
+TTL, or the in-process cache without Redis) and calls the provider; the others wait for its answer to appear
+in the answer cache, bounded by their deadline. A leader that fails leaves a short failure note, so waiters
+fail alike instead of queueing behind one another on a failing provider; a leader that dies holds the lock
+only until its lease runs out, and the next waiter takes over.
+"""
+
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from django.core.cache import cache
+
+from apps.plant_identification.exceptions import (
+    ProviderCircuitOpenError,
+    ProviderError,
+    ProviderRateLimitedError,
+    ProviderTimeoutError,
+    ProviderUnavailableError,
+)
+from apps.plant_identification.types import ProviderAnswer
+
+logger = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.05  # how often a waiter looks for the leader's answer
+FAILURE_TTL = 5  # seconds a leader's failure is told to the callers that waited for it
+LEASE_MARGIN = 2.0  # seconds past the provider timeout before a silent leader's lock lapses
+WAIT_WITHOUT_DEADLINE = 60.0
+
+
+def _lock_key(key: str) -> str:
+    return f"{key}:flight"
+
+
+def _failure_key(key: str) -> str:
+    return f"{key}:flight-failed"
+
+
+def single_flight(
+    key: str,
+    call: Callable[[], ProviderAnswer],
+    *,
+    provider: str,
+    lease: float,
+    deadline: float | None,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> ProviderAnswer:
+    """``call()``'s answer, made once for every caller with this answer-cache ``key``: a waiter gets the
+    leader's answer from the cache (``cached=True``, no request of its own). ``call`` must put its answer in the
+    cache under ``key``; ``lease`` is the longest it can take."""
+    token = uuid.uuid4().hex
+    give_up = deadline if deadline is not None else clock() + WAIT_WITHOUT_DEADLINE
+    while True:
+        taken = cache.add(_lock_key(key), token, timeout=lease + LEASE_MARGIN)
+        if taken or taken is None:  # None: the shared cache is unreachable; call rather than wait on nothing
+            return _lead(key, token, call, locked=bool(taken))
+        answer = _wait_for_leader(key, provider, give_up, clock, sleep)
+        if answer is not None:
+            return answer
+        logger.info("[FLIGHT] provider=%s the leader left no answer: taking over", provider)
+
+
+def _lead(key: str, token: str, call: Callable[[], ProviderAnswer], *, locked: bool) -> ProviderAnswer:
+    try:
+        return call()
+    except ProviderCircuitOpenError:
+        raise  # cost nothing: each waiter asks the breaker itself
+    except ProviderError as exc:
+        cache.set(_failure_key(key), _failure_note(exc), FAILURE_TTL)
+        raise
+    finally:
+        # Only our own lock: one that lapsed and was taken by another leader is theirs. (get-then-delete can race
+        # only with a lock that lapsed, i.e. a call longer than its lease, which the timeout rules out.)
+        if locked and cache.get(_lock_key(key)) == token:
+            cache.delete(_lock_key(key))
+
+
+def _wait_for_leader(
+    key: str, provider: str, give_up: float, clock: Callable[[], float], sleep: Callable[[float], None]
+) -> ProviderAnswer | None:
+    """The leader's answer (from the cache), its failure raised as this caller's, or None when the lock is
+    gone without either (the leader died or its lease lapsed): then this caller may lead."""
+    logger.info("[FLIGHT] provider=%s waiting for an identical call in flight", provider)
+    while True:
+        found = cache.get_many([key, _failure_key(key), _lock_key(key)])
+        answer = found.get(key)
+        if answer is not None:
+            return dataclasses.replace(answer, cached=True, attempts=0)
+        if _failure_key(key) in found:
+            raise _failure_error(provider, found[_failure_key(key)])
+        if _lock_key(key) not in found:
+            return None
+        if clock() + POLL_SECONDS > give_up:
+            raise ProviderTimeoutError(provider, "no answer from the identical call in flight within the deadline")
+        sleep(POLL_SECONDS)
+
+
+def _failure_note(exc: ProviderError) -> dict:
+    kind = "error"
+    if isinstance(exc, ProviderRateLimitedError):
+        kind = "quota"
+    elif isinstance(exc, ProviderTimeoutError):
+        kind = "timeout"
+    return {
+        "kind": kind,
+        "message": exc.message,
+        "status": exc.status_code,
+        "retry_after": getattr(exc, "retry_after", None),
+    }
+
+
+def _failure_error(provider: str, note: dict) -> ProviderError:
+    """The leader's failure, as this waiter's (it made no request: ``attempts`` 0)."""
+    message = f"{note['message']} (an identical call in flight)"
+    if note["kind"] == "quota":
+        error = ProviderRateLimitedError(provider, message, status_code=note["status"], retry_after=note["retry_after"])
+    elif note["kind"] == "timeout":
+        error = ProviderTimeoutError(provider, message)
+    else:
+        error = ProviderUnavailableError(provider, message, status_code=note["status"])
+    error.attempts = 0
+    return error

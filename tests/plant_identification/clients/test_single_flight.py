@@ -1,0 +1,194 @@
+"""Single-flight: identical calls in flight at once make one upstream request, across threads and processes
+sharing one Redis; waiters get the leader's answer or its failure; a dead leader's lock lapses and a waiter
+takes over."""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import responses
+
+from apps.plant_identification.clients import PlantNetClient
+from apps.plant_identification.exceptions import ProviderUnavailableError
+from apps.plant_identification.sandbox.server import sandbox_start
+from tests.factories import PLANTNET_URL, fixture_json, make_request
+
+ROOT = Path(__file__).resolve().parents[3]
+CALLERS = 10
+
+
+def client(**options) -> PlantNetClient:
+    return PlantNetClient(
+        api_key="test-plantnet-key",
+        base_url=PLANTNET_URL.rsplit("/identify", 1)[0],
+        timeout=5,
+        project="all",
+        **options,
+    )
+
+
+class Waiters(logging.Handler):
+    """Counts the callers that found an identical call in flight and started waiting for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+        self.changed = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "waiting for an identical call" in record.getMessage():
+            with self.changed:
+                self.count += 1
+                self.changed.notify_all()
+
+    def wait_for(self, count: int) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.count >= count, timeout=10), self.count
+
+
+@pytest.fixture
+def waiters():
+    handler = Waiters()
+    logger = logging.getLogger("apps.plant_identification.clients.single_flight")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+
+
+def held_upstream(mocked_responses, reply):
+    """Pl@ntNet holds every request until the returned event is set, then answers ``reply()``."""
+    release, entered = threading.Event(), threading.Event()
+
+    def answer(request):
+        entered.set()
+        release.wait(10)
+        return reply()
+
+    mocked_responses.add_callback(responses.POST, PLANTNET_URL, callback=answer, content_type="application/json")
+    return release, entered
+
+
+def call_together(first_entered: threading.Event, release: threading.Event, waiters: Waiters):
+    """One caller goes first and reaches the upstream; the others start while it is held there and wait."""
+    shared = client()
+    results: list = [None] * CALLERS
+
+    def call(index):
+        try:
+            results[index] = shared.identify(make_request())
+        except Exception as exc:  # noqa: BLE001 - the test inspects what each caller got
+            results[index] = exc
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(CALLERS)]
+    threads[0].start()
+    assert first_entered.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    waiters.wait_for(CALLERS - 1)
+    release.set()
+    for thread in threads:
+        thread.join(10)
+    return results
+
+
+def test_identical_concurrent_calls_make_one_request_and_share_its_answer(mocked_responses, waiters):
+    release, entered = held_upstream(
+        mocked_responses, lambda: (200, {}, json.dumps(fixture_json("plantnet_identify_ok.json")))
+    )
+    results = call_together(entered, release, waiters)
+
+    assert len(mocked_responses.calls) == 1
+    assert len({tuple(s.scientific_name for s in answer.suggestions) for answer in results}) == 1
+    assert [(answer.cached, answer.attempts) for answer in results].count((True, 0)) == CALLERS - 1
+
+
+def test_the_waiters_get_the_leaders_failure_without_a_request_of_their_own(mocked_responses, waiters):
+    release, entered = held_upstream(mocked_responses, lambda: (502, {}, "bad gateway"))
+    results = call_together(entered, release, waiters)
+
+    assert len(mocked_responses.calls) == 1
+    assert all(isinstance(result, ProviderUnavailableError) for result in results)
+    followers = [result for result in results if result.attempts == 0]
+    assert len(followers) == CALLERS - 1
+    assert all(f.message.endswith("(an identical call in flight)") for f in followers)
+
+
+def test_with_single_flight_off_every_caller_makes_its_own_request(settings, mocked_responses, waiters):
+    settings.PROVIDER_SINGLE_FLIGHT = False
+    upstream = threading.Barrier(4, timeout=10)  # answers only once four requests are in flight at once
+
+    def answer(request):
+        upstream.wait()
+        return 200, {}, json.dumps(fixture_json("plantnet_identify_ok.json"))
+
+    mocked_responses.add_callback(responses.POST, PLANTNET_URL, callback=answer, content_type="application/json")
+    shared = client()
+    threads = [threading.Thread(target=shared.identify, args=(make_request(),)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert len(mocked_responses.calls) == 4
+    assert waiters.count == 0
+
+
+# ---------------------------------------------------------------------------- several processes, one Redis
+@pytest.fixture
+def sandbox():
+    server = sandbox_start()
+    yield server
+    server.shutdown()
+
+
+def worker(sandbox, timeout: float) -> subprocess.Popen:
+    return subprocess.Popen(  # noqa: S603 - our own test worker
+        [
+            sys.executable,
+            "-m",
+            "tests.plant_identification.clients.single_flight_worker",
+            sandbox.plantnet_url(),
+            str(timeout),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings"},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.mark.slow
+def test_processes_sharing_redis_make_one_request_for_an_identical_photo(sandbox):
+    sandbox.state.faults.update({"plantnet": {"latency": {"fixed": 1500}}})  # long enough for all to overlap
+    processes = [worker(sandbox, timeout=10) for _ in range(4)]
+    answers = [json.loads(process.communicate(timeout=60)[0]) for process in processes]
+
+    assert sandbox.state.stats["plantnet:requests"] == 1
+    assert len({tuple(answer["names"]) for answer in answers}) == 1
+    assert sorted(answer["cached"] for answer in answers) == [False, True, True, True]
+
+
+@pytest.mark.slow
+def test_a_leader_killed_mid_call_leaves_the_lock_to_lapse_and_a_waiter_takes_over(sandbox):
+    sandbox.state.faults.update({"plantnet": {"latency": {"fixed": 30_000}}})  # the leader's call hangs
+    leader = worker(sandbox, timeout=1)  # its lock's lease: the 1 s timeout plus the margin
+    deadline = time.monotonic() + 30
+    while sandbox.state.stats["plantnet:requests"] < 1:
+        assert time.monotonic() < deadline, "the leader never called"
+        time.sleep(0.02)
+    leader.send_signal(signal.SIGKILL)
+    leader.wait(10)
+    sandbox.state.faults.update({"plantnet": {"latency": {"fixed": 0}}})
+
+    successor = worker(sandbox, timeout=1)
+    answer = json.loads(successor.communicate(timeout=60)[0])
+    assert answer["cached"] is False  # it called the provider itself, once the dead leader's lock lapsed
+    assert answer["names"]
+    assert sandbox.state.stats["plantnet:requests"] == 2
