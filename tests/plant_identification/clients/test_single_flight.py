@@ -14,11 +14,15 @@ from pathlib import Path
 
 import pytest
 import responses
+from django.db import connection
 
 from apps.plant_identification.clients import PlantNetClient
 from apps.plant_identification.exceptions import ProviderUnavailableError
+from apps.plant_identification.models import Identification
 from apps.plant_identification.sandbox.server import sandbox_start
-from tests.factories import PLANTNET_URL, fixture_json, make_request
+from apps.plant_identification.services import identify as identify_service
+from apps.plant_identification.services.identify import plant_identify
+from tests.factories import PLANT_ID_URL, PLANTNET_URL, fixture_json, make_request
 
 ROOT = Path(__file__).resolve().parents[3]
 CALLERS = 10
@@ -192,3 +196,58 @@ def test_a_leader_killed_mid_call_leaves_the_lock_to_lapse_and_a_waiter_takes_ov
     assert answer["cached"] is False  # it called the provider itself, once the dead leader's lock lapsed
     assert answer["names"]
     assert sandbox.state.stats["plantnet:requests"] == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ten_identical_identifications_at_once_call_each_provider_once_and_are_all_stored(
+    mocked_responses, waiters, monkeypatch
+):
+    if connection.vendor == "sqlite":
+        # SQLite's shared in-memory test database refuses concurrent writers ("table is locked") instead of
+        # making them wait: store one at a time there. PostgreSQL (CI) stores them concurrently.
+        store, lock = identify_service.identification_store, threading.Lock()
+
+        def store_one_at_a_time(**kwargs):
+            with lock:
+                return store(**kwargs)
+
+        monkeypatch.setattr(identify_service, "identification_store", store_one_at_a_time)
+    release, entered = threading.Event(), threading.Event()
+
+    def held(body, status):
+        def answer(request):
+            entered.set()
+            release.wait(10)
+            return status, {}, json.dumps(body)
+
+        return answer
+
+    mocked_responses.add_callback(
+        responses.POST, PLANTNET_URL, callback=held(fixture_json("plantnet_identify_ok.json"), 200)
+    )
+    mocked_responses.add_callback(
+        responses.POST, PLANT_ID_URL, callback=held(fixture_json("plant_id_identification_ok.json"), 201)
+    )
+    identifications = []
+
+    def identify():
+        try:
+            identifications.append(plant_identify(request=make_request()))
+        finally:
+            connection.close()  # this thread's own connection, as Django closes a request's
+
+    threads = [threading.Thread(target=identify) for _ in range(CALLERS)]
+    threads[0].start()
+    assert entered.wait(10)
+    for thread in threads[1:]:
+        thread.start()
+    waiters.wait_for(2 * (CALLERS - 1))  # every follower waits for both providers' calls
+    release.set()
+    for thread in threads:
+        thread.join(15)
+
+    assert sorted(call.request.url.split("?")[0] for call in mocked_responses.calls) == sorted(
+        [PLANT_ID_URL, PLANTNET_URL]
+    )
+    assert Identification.objects.count() == CALLERS
+    assert len({json.dumps(i.suggestions, sort_keys=True) for i in Identification.objects.all()}) == 1
