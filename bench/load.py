@@ -80,11 +80,20 @@ class Client:
 
     def identify(self, body: bytes) -> tuple[int, dict, float, bytes]:
         headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}", "Content-Length": str(len(body))}
+        return self.request("POST", "/api/v1/plant-identification/identify/", body, headers)
+
+    def get(self, path: str) -> tuple[int, dict, float, bytes]:
+        return self.request("GET", path)
+
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict | None = None
+    ) -> tuple[int, dict, float, bytes]:
+        """Status, headers, seconds taken and body; one retry on a fresh connection if the kept-alive one broke."""
         for attempt in range(2):
             started = time.perf_counter()
             try:
                 connection = self.connection()
-                connection.request("POST", "/api/v1/plant-identification/identify/", body, headers)
+                connection.request(method, path, body, headers or {})
                 response = connection.getresponse()
                 payload = response.read()
                 return response.status, dict(response.getheaders()), time.perf_counter() - started, payload
