@@ -209,6 +209,10 @@ SPECTACULAR_SETTINGS = {
 
 # Uploads above this size spool to a temporary file instead of memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+FILE_UPLOAD_HANDLERS = [  # Django's two, with a larger chunk (apps/plant_identification/uploads.py says why)
+    "apps.plant_identification.uploads.MemoryUploadHandler",
+    "apps.plant_identification.uploads.DiskUploadHandler",
+]
 IDENTIFY_MAX_IMAGES = 5
 IDENTIFY_MAX_IMAGE_BYTES = env_int("IDENTIFY_MAX_IMAGE_BYTES", default=20 * 1024 * 1024, minimum=1)
 IDENTIFY_MAX_REQUEST_BYTES = env_int("IDENTIFY_MAX_REQUEST_BYTES", default=50 * 1024 * 1024, minimum=1)

@@ -6,7 +6,9 @@ long side. The user's GPS position and camera data never reach a third party.
 
 import hashlib
 import io
+import threading
 from concurrent.futures import ThreadPoolExecutor
+from functools import lru_cache
 from typing import BinaryIO
 
 import pillow_heif
@@ -26,6 +28,11 @@ JPEG_QUALITY = 85
 ORIENTATION_TAG = 0x0112
 PARALLEL_FROM_PIXELS = 1_000_000  # decoded size from which the renditions are encoded in parallel
 SRGB_PROFILE = ImageCms.createProfile("sRGB")
+# Rendition encodes of the photos being decoded at once: one thread per distinct provider size per decode slot
+# (created on first use, kept, so no photo pays for starting threads).
+_RENDITION_POOL: ThreadPoolExecutor | None = None
+_RENDITION_WORKERS = 0
+_RENDITION_POOL_LOCK = threading.Lock()
 
 
 class ImageRejectedError(ValueError):
@@ -121,11 +128,24 @@ def _to_rgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:
         image = Image.alpha_composite(background, rgba)
     if icc_profile and image.mode in ("RGB", "RGBA", "CMYK"):
         try:
-            source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
-            return ImageCms.profileToProfile(image, source, SRGB_PROFILE, outputMode="RGB")
-        except (ImageCms.PyCMSError, OSError):
+            transform = srgb_transform(icc_profile, image.mode)
+            if image.mode != "RGB" or image.readonly:  # readonly: pixels borrowed from a decoder (HEIF)
+                return transform.apply(image)
+            transform.apply_in_place(image)  # RGB to RGB: no second full-size copy of the pixels
+            return image
+        except (ImageCms.PyCMSError, OSError, TypeError, ValueError):
             pass  # a broken profile: keep the pixels as they are
     return image if image.mode == "RGB" else image.convert("RGB")
+
+
+@lru_cache(maxsize=16)
+def srgb_transform(icc_profile: bytes, mode: str) -> ImageCms.ImageCmsTransform:
+    """The transform from an embedded profile to sRGB, built once per distinct profile (a phone model embeds the
+    same few): building one parses the profile and optimises the pipeline, several milliseconds each time.
+    The same intent as ``ImageCms.profileToProfile``, so the same pixels; shared by threads, so without lcms's
+    one-pixel memo (a memo of the previous pixel, it changes no result)."""
+    source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
+    return ImageCms.buildTransform(source, SRGB_PROFILE, mode, "RGB", flags=ImageCms.Flags.NOCACHE)
 
 
 def _renditions(image: Image.Image, orientation: int) -> dict[Provider, bytes]:
@@ -135,8 +155,9 @@ def _renditions(image: Image.Image, orientation: int) -> dict[Provider, bytes]:
 
     def encode(side: int) -> bytes:
         # Scale before turning upright (rotation keeps the long side), so the rotation works on fewer pixels.
-        scaled = _scaled(image, side)
-        upright = scaled.transpose(UPRIGHT[orientation]) if orientation in UPRIGHT else scaled
+        upright = _scaled(image, side)
+        if orientation in UPRIGHT:
+            upright = upright.transpose(UPRIGHT[orientation])  # the scaled copy is dropped before encoding
         buffer = io.BytesIO()
         upright.save(buffer, "JPEG", quality=JPEG_QUALITY)  # no exif, no icc, no comment: only pixels
         return buffer.getvalue()
@@ -144,9 +165,21 @@ def _renditions(image: Image.Image, orientation: int) -> dict[Provider, bytes]:
     if image.width * image.height < PARALLEL_FROM_PIXELS:  # small: threads would cost more than they save
         encoded = {side: encode(side) for side in distinct}
     else:
-        with ThreadPoolExecutor(max_workers=len(distinct), thread_name_prefix="image") as pool:
-            encoded = dict(zip(distinct, pool.map(encode, distinct), strict=True))
+        encoded = dict(zip(distinct, rendition_pool(len(distinct)).map(encode, distinct), strict=True))
     return {provider: encoded[side] for provider, side in sides.items()}
+
+
+def rendition_pool(sizes: int) -> ThreadPoolExecutor:
+    """The process's rendition threads: enough for every decode slot's sizes at once, so none waits on another."""
+    global _RENDITION_POOL, _RENDITION_WORKERS
+    with _RENDITION_POOL_LOCK:
+        workers = sizes * DECODE_SLOTS.limit
+        if _RENDITION_POOL is None or workers > _RENDITION_WORKERS:  # the bound was raised: a larger pool
+            _RENDITION_POOL, _RENDITION_WORKERS = (
+                ThreadPoolExecutor(max_workers=workers, thread_name_prefix="image"),
+                workers,
+            )
+        return _RENDITION_POOL
 
 
 def _scaled(image: Image.Image, side: int) -> Image.Image:

@@ -1,11 +1,29 @@
-"""An identify upload must declare its length before its body is read: 411 without one.
+"""Upload intake: a declared length before the body is read (411 without one), and the handlers that read it.
 
 Django reads a request body only up to its ``Content-Length``; a chunked upload (``Transfer-Encoding: chunked``,
 no length) would reach the parser as an empty body. Behind the reverse proxy (deploy/nginx.conf) a chunked upload
 works: the proxy buffers the whole body and forwards it with a length.
 """
 
+from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
 from rest_framework.exceptions import APIException
+
+# Django reads a multipart body in chunks of its handlers' smallest chunk size (64 KiB by default), and every chunk
+# costs a turn of its pure-Python parser under the GIL plus a write; a 5 MB phone photo took 80 of them. 256 KiB
+# takes four times fewer for a few hundred KiB more per upload in flight.
+UPLOAD_CHUNK_BYTES = 256 * 1024
+
+
+class MemoryUploadHandler(MemoryFileUploadHandler):
+    """Uploads up to ``FILE_UPLOAD_MAX_MEMORY_SIZE`` kept in memory, read in 256 KiB chunks."""
+
+    chunk_size = UPLOAD_CHUNK_BYTES
+
+
+class DiskUploadHandler(TemporaryFileUploadHandler):
+    """Larger uploads streamed to a temporary file as they arrive (never whole in memory), in 256 KiB chunks."""
+
+    chunk_size = UPLOAD_CHUNK_BYTES
 
 
 class LengthRequiredError(APIException):
