@@ -20,7 +20,8 @@ It also prints each process's CPU per photo (worker, sandbox, load client) and t
 ``--profile N`` then serves each checkout once more under yappi (CPU clock, every thread; bench/worker_profile.py)
 and py-spy --gil, for N runs of the 32 photos and of the small images, and prints inclusive CPU per phase and
 where the GIL is held (the raw figures are kept under /tmp/plantid-photos-profile/). py-spy alone cannot give CPU
-here: its idle detection counts threads blocked on a queue or socket as running.
+here: its idle detection counts threads blocked on a queue or socket as running. The profilers are pinned in
+bench/requirements.txt (``.venv/bin/pip install -r bench/requirements.txt``).
 """
 
 import argparse
