@@ -3,13 +3,10 @@ one scrape summing several real gunicorn workers (multiprocess mode)."""
 
 import io
 import os
-import queue
-import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import uuid
 from pathlib import Path
 
@@ -22,6 +19,7 @@ from apps.plant_identification.clients import PlantNetClient
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.services.identify import plant_identify
 from tests.factories import PLANT_ID_URL, PLANTNET_URL, fixture_json, jpeg_bytes, make_request
+from tests.gunicorn import GunicornProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 METRICS = "/metrics"
@@ -223,41 +221,13 @@ def _read_response(conn: socket.socket) -> tuple[int, str]:
     return int(head.split()[1]), body.decode()
 
 
-class Gunicorn:
-    """A real gunicorn (sync workers, this repository's gunicorn.conf.py) on a unix socket; its log is read by a
-    thread, so waiting for a worker to boot is waiting for its log line."""
+class Gunicorn(GunicornProcess):
+    """Sync workers of a real gunicorn on a unix socket, in prometheus-client's multiprocess mode."""
 
     def __init__(self, tmp_path: Path, metrics_dir: Path, workers: int) -> None:
         self.sock = tmp_path / "gunicorn.sock"
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
-        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-k", "sync", "-w", str(workers)]
-        self.process = subprocess.Popen(  # noqa: S603 - our own server
-            [*command, "--timeout", "60", "-b", f"unix:{self.sock}", "backend.wsgi:application"],
-            cwd=ROOT,
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        for line in self.process.stderr:
-            self.log.append(line)
-            self.lines.put(line)
-        self.lines.put("")  # the server exited
-
-    def booted_worker(self) -> int:
-        """The pid of the next worker gunicorn boots."""
-        while line := self.lines.get(timeout=60):
-            if match := re.search(r"Booting worker with pid: (\d+)", line):
-                return int(match.group(1))
-        raise AssertionError("gunicorn exited:\n" + "".join(self.log))
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=30)
+        super().__init__(["-k", "sync", "-w", str(workers), "--timeout", "60", "-b", f"unix:{self.sock}"], env)
 
 
 @pytest.mark.slow

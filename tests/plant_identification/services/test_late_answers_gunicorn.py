@@ -6,13 +6,10 @@ The providers are the sandbox (their wire formats) with Plant.id slow; the datab
 """
 
 import os
-import queue
-import re
 import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,9 +20,9 @@ from django.db import connection
 from apps.plant_identification.sandbox import SANDBOX_KEY
 from apps.plant_identification.sandbox.server import sandbox_start
 from tests.factories import jpeg_bytes
+from tests.gunicorn import ROOT, GunicornProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
-ROOT = Path(__file__).resolve().parents[3]
 IDENTIFY = "/api/v1/plant-identification/identify/"
 DEADLINE = 3  # seconds: Plant.id answers in 1.5 s, within its 2.5 s timeout
 
@@ -47,12 +44,12 @@ def _database_url(tmp_path: Path) -> str:
     return url
 
 
-class Service:
-    """gunicorn (one gthread worker, this repository's gunicorn.conf.py) in front of the sandbox."""
+class Service(GunicornProcess):
+    """gunicorn (one gthread worker) in front of the sandbox."""
 
     def __init__(self, tmp_path: Path, sandbox) -> None:
         self.url = f"http://127.0.0.1:{_free_port()}"
-        self.env = env = {
+        env = {
             **os.environ,
             "DJANGO_SETTINGS_MODULE": "backend.settings",
             "DJANGO_DEBUG": "false",
@@ -76,33 +73,10 @@ class Service:
             "IDENTIFY_THROTTLE_RATE": "none",
             "PROVIDER_MAX_RETRIES": "0",
         }
-        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-k", "gthread", "--threads", "4"]
-        self.process = subprocess.Popen(  # noqa: S603 - our own server
-            [*command, "-b", self.url.removeprefix("http://"), "backend.wsgi:application"],
-            cwd=ROOT,
-            env=env,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.log: list[str] = []
-        threading.Thread(target=self._read_log, daemon=True).start()
-
-    def _read_log(self) -> None:
-        for line in self.process.stderr:
-            self.log.append(line)
-            self.lines.put(line)
-        self.lines.put("")
-
-    def wait_for(self, pattern: str) -> re.Match:
-        """The next log line matching ``pattern``."""
-        while line := self.lines.get(timeout=60):
-            if match := re.search(pattern, line):
-                return match
-        raise AssertionError("gunicorn exited:\n" + "".join(self.log))
+        super().__init__(["-k", "gthread", "--threads", "4", "-b", self.url.removeprefix("http://")], env)
 
     def booted_worker(self) -> int:
-        pid = int(self.wait_for(r"Booting worker with pid: (\d+)").group(1))
+        pid = super().booted_worker()
         for _ in range(200):  # the worker is booted; wait until it serves
             try:
                 if requests.get(f"{self.url}/health/live/", timeout=5).status_code == 200:
@@ -134,10 +108,6 @@ class Service:
         )
         manage = [sys.executable, "manage.py", "shell", "-c", code]
         subprocess.run(manage, cwd=ROOT, env=self.env, check=True, timeout=60)  # noqa: S603 - our own manage.py
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=60)
 
 
 @pytest.fixture
