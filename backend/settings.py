@@ -248,6 +248,7 @@ PLANT_ID_CIRCUIT_MIN_CALLS = env_int("PLANT_ID_CIRCUIT_MIN_CALLS", default=10, m
 PLANT_ID_CIRCUIT_SLOW_CALL_DURATION = env_optional_float("PLANT_ID_CIRCUIT_SLOW_CALL_DURATION")
 PLANT_ID_CIRCUIT_SLOW_CALL_RATE = env_percent("PLANT_ID_CIRCUIT_SLOW_CALL_RATE") or 100.0
 PLANT_ID_CACHE_TTL = env_int("PLANT_ID_CACHE_TTL", default=86400)
+PLANT_ID_STALE_MAX_AGE = env_int("PLANT_ID_STALE_MAX_AGE", default=604800)  # stale-if-error; 0 turns it off
 
 PLANTNET_API_KEY = env_str("PLANTNET_API_KEY")
 PLANTNET_API_URL = env_provider_url(
@@ -264,6 +265,7 @@ PLANTNET_CIRCUIT_MIN_CALLS = env_int("PLANTNET_CIRCUIT_MIN_CALLS", default=10, m
 PLANTNET_CIRCUIT_SLOW_CALL_DURATION = env_optional_float("PLANTNET_CIRCUIT_SLOW_CALL_DURATION")
 PLANTNET_CIRCUIT_SLOW_CALL_RATE = env_percent("PLANTNET_CIRCUIT_SLOW_CALL_RATE") or 100.0
 PLANTNET_CACHE_TTL = env_int("PLANTNET_CACHE_TTL", default=86400)
+PLANTNET_STALE_MAX_AGE = env_int("PLANTNET_STALE_MAX_AGE", default=604800)  # stale-if-error; 0 turns it off
 
 HALF_OPEN_MAX_CALLS = env_int("HALF_OPEN_MAX_CALLS", default=1, minimum=1)
 # A half-open trial holds its fleet-wide slot for the provider's timeout plus this margin; a worker that dies

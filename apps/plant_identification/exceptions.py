@@ -15,11 +15,12 @@ class ProviderError(PlantIdentificationError):
     ``retryable`` says the failure cost nothing and may not recur (clients/retries.py); ``attempts`` is how
     many requests the call made. ``circuit_retry_after`` is set by the breaker when this very failure opened
     or held the circuit: the seconds until the provider may be called again (``math.inf``: not before staff
-    act).
+    act). ``stale_answer`` is set by the client when an earlier answer for the same request may stand in.
     """
 
     counts_as_outage = False
     circuit_retry_after: float | None = None
+    stale_answer = None  # the provider's last answer for the same request, young enough to stand in
 
     def __init__(self, provider: str, message: str, *, status_code: int | None = None, retryable: bool = False) -> None:
         super().__init__(f"{provider}: {message}")

@@ -61,6 +61,13 @@ CACHE_MISSES = Counter(
     ["provider"],
     registry=_REGISTRY,
 )
+STALE_ANSWERS = Counter(
+    "plantid_stale_answers",
+    "Provider parts answered by the provider's last answer for the same images because it could not answer "
+    "(stale-if-error); the failure itself is counted in plantid_provider_calls.",
+    ["provider"],
+    registry=_REGISTRY,
+)
 LATE_ANSWERS = Counter(
     "plantid_late_answers",
     "Provider parts an identify answered without (the early answer: outcome pending), and how they ended: merged "
@@ -103,10 +110,12 @@ def provider_outcomes_record(outcomes: Iterable[ProviderOutcome]) -> None:
     try:
         for outcome in outcomes:
             provider = outcome.provider.value
-            if outcome.cached:
+            if outcome.cached and not outcome.stale:
                 CACHE_HITS.labels(provider).inc()
                 continue
             CACHE_MISSES.labels(provider).inc()
+            if outcome.stale:
+                STALE_ANSWERS.labels(provider).inc()
             PROVIDER_CALLS.labels(provider, outcome.status.value).inc()
             if outcome.latency_ms is not None:
                 PROVIDER_LATENCY.labels(provider, outcome.status.value).observe(outcome.latency_ms / 1000)

@@ -62,6 +62,10 @@ class ProviderResult(models.Model):
     status = models.CharField(max_length=32, choices=[(s.value, s.value) for s in ProviderStatus], db_index=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     cached = models.BooleanField(default=False)
+    stale = models.BooleanField(
+        default=False, help_text="answered from the cache past its TTL because the provider could not answer"
+    )
+    age_s = models.PositiveIntegerField(null=True, blank=True, help_text="age of a cached answer, in seconds")
     attempts = models.PositiveSmallIntegerField(
         default=0, help_text="requests sent to the provider (0: answered from the cache or turned away)"
     )
@@ -130,3 +134,4 @@ class CircuitOverride(models.Model):
 
     def __str__(self) -> str:
         return f"{self.circuit_id}: {self.action} by {self.user or '?'}"
+

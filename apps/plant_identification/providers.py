@@ -1,10 +1,11 @@
 """The provider registry: one typed description per identification service, built from settings when asked.
 
 Everything that differs between providers lives here: its label, credentials and URL, its timeout, circuit
-thresholds, cache TTL, bulkhead size, image size, merge weight, decisive score and client class. The clients, breakers,
-bulkheads, image renditions, merge and health report all read ``provider_spec()`` or ``provider_registry()``,
-and nothing else reads a per-provider setting. Adding a provider means one ``Provider`` member, one entry in
-``provider_registry()``, its variables in ``backend/settings.py`` and one client module.
+thresholds, cache TTL and stale max age, bulkhead size, image size, merge weight, decisive score and client
+class. The clients, breakers, bulkheads, image renditions, merge and health report all read ``provider_spec()``
+or ``provider_registry()``, and nothing else reads a per-provider setting. Adding a provider means one
+``Provider`` member, one entry in ``provider_registry()``, its variables in ``backend/settings.py`` and one
+client module.
 """
 
 import functools
@@ -56,6 +57,7 @@ class ProviderSpec:
     timeout: float  # seconds, per read of the upstream call
     circuit: CircuitThresholds
     cache_ttl: int  # seconds an answer is reused for the same images
+    stale_max_age: int  # seconds its last answer for the same images may stand in when it cannot answer
     max_concurrent_calls: int  # the bulkhead: calls in flight per worker process
     image_max_side: int  # long side of the JPEG it receives, in pixels
     merge_weight: float  # its share of a merged confidence (merge.py)
@@ -106,6 +108,7 @@ def provider_registry() -> dict[Provider, ProviderSpec]:
                 slow_call_rate=settings.PLANT_ID_CIRCUIT_SLOW_CALL_RATE,
             ),
             cache_ttl=settings.PLANT_ID_CACHE_TTL,
+            stale_max_age=settings.PLANT_ID_STALE_MAX_AGE,
             max_concurrent_calls=settings.PLANT_ID_MAX_CONCURRENT_CALLS,
             image_max_side=settings.PLANT_ID_IMAGE_MAX_SIDE,
             merge_weight=0.6,  # its probabilities are calibrated across its list
@@ -130,6 +133,7 @@ def provider_registry() -> dict[Provider, ProviderSpec]:
                 slow_call_rate=settings.PLANTNET_CIRCUIT_SLOW_CALL_RATE,
             ),
             cache_ttl=settings.PLANTNET_CACHE_TTL,
+            stale_max_age=settings.PLANTNET_STALE_MAX_AGE,
             max_concurrent_calls=settings.PLANTNET_MAX_CONCURRENT_CALLS,
             image_max_side=settings.PLANTNET_IMAGE_MAX_SIDE,
             merge_weight=0.4,

@@ -121,6 +121,14 @@ class ProviderEntrySerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=[s.value for s in ProviderStatus])
     latency_ms = serializers.IntegerField(allow_null=True)
     cached = serializers.BooleanField()
+    stale = serializers.BooleanField(
+        required=False,
+        help_text="present (true) when its answer came from the cache past the TTL because the provider could not "
+        "answer (status says why)",
+    )
+    age_s = serializers.IntegerField(
+        required=False, min_value=0, help_text="present with ``stale``: the age of that answer, in seconds"
+    )
 
 
 class ProvidersSerializer(serializers.Serializer):
@@ -138,16 +146,19 @@ class ProvidersField(serializers.Field):
         super().__init__(read_only=True, **kwargs)
 
     def to_representation(self, parts) -> dict[str, dict]:
-        # Plain dicts, not a serializer per entry: this runs on every answer, and the entries are three scalars.
+        # Plain dicts, not a serializer per entry: this runs on every answer, and the entries are a few scalars.
         by_provider = {str(part.provider): part for part in parts}
         body = {}
         for provider in Provider:
             part = by_provider.get(provider.value)
-            body[provider.value] = {
+            entry = body[provider.value] = {
                 "status": str(part.status) if part else ProviderStatus.NOT_CONFIGURED.value,
                 "latency_ms": part.latency_ms if part else None,
                 "cached": bool(part.cached) if part else False,
             }
+            if part and part.stale:
+                entry["stale"] = True
+                entry["age_s"] = part.age_s or 0
         return body
 
 

@@ -88,6 +88,8 @@ class ProviderAnswer:
     health: dict[str, Any] | None = None
     cached: bool = False  # served from the answer cache, not from a call
     attempts: int = 1  # requests the call made (0 from the cache; 2 when a retry answered)
+    stale: bool = False  # from the cache past its TTL, because the provider could not answer
+    age_s: int | None = None  # seconds since a cached answer was received
 
     @property
     def status(self) -> ProviderStatus:
@@ -104,6 +106,8 @@ class ProviderOutcome:
     answer: ProviderAnswer | None = None
     latency_ms: int | None = None
     cached: bool = False
+    stale: bool = False  # the answer is the provider's last one for these images, served as it failed
+    age_s: int | None = None  # of a cached answer, in seconds
     attempts: int = 0  # requests sent to the provider for this identification
     error_class: str | None = None
     error_detail: str | None = None

@@ -14,10 +14,16 @@ from typing import Any
 
 import requests
 from django.conf import settings
-from django.core.cache import cache
 
 from apps.plant_identification.circuits.breaker import ProviderCircuitBreaker, breaker_for
 from apps.plant_identification.circuits.states import CircuitState
+from apps.plant_identification.clients.answer_cache import (
+    answer_read,
+    answer_store,
+    fresh_answer,
+    fresh_reader,
+    stale_answer,
+)
 from apps.plant_identification.clients.retries import (
     MIN_ROOM,
     RETRY_BUDGETS,
@@ -42,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 5.0
 DEFAULT_QUOTA_WAIT = 60.0  # a 429 that says nothing about when the quota returns
-CACHE_VERSION = "v1"  # bump when parsing changes what a cached answer holds
+CACHE_VERSION = "v2"  # bump when parsing changes what a cached answer holds
 ERROR_EXCERPT = 200
 
 # requests does not document Session as thread-safe: one session per provider per thread.
@@ -84,6 +90,7 @@ class BaseProviderClient:
         breaker: ProviderCircuitBreaker | None = None,
         retry_budget: RetryBudget | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.api_key = api_key
         self.base_url = base_url.rstrip("/")
@@ -91,6 +98,7 @@ class BaseProviderClient:
         self.breaker = breaker or breaker_for(self.provider)
         self.retry_budget = retry_budget or RETRY_BUDGETS[self.provider]
         self.sleep = sleep
+        self.wall_clock = wall_clock  # ages of cached answers, shared across hosts
 
     # ------------------------------------------------------------------ hooks
     def build_request(self, request: IdentifyRequest) -> OutboundRequest:
@@ -109,34 +117,61 @@ class BaseProviderClient:
         """Seconds until a 429's quota comes back when no header says (``math.inf``: never by itself)."""
         return None
 
+    def request_for(self, request: IdentifyRequest) -> IdentifyRequest:
+        """``request`` as this provider is asked it now (e.g. without a paid option when its budget is short)."""
+        return request
+
+    def admit(self, outbound: OutboundRequest) -> None:
+        """Run before a call is sent, by the one caller of a single flight: raise a ``ProviderError`` to refuse it
+        (a quota known to be spent, a budget reached)."""
+
+    def observe(self, response: requests.Response) -> None:
+        """Run on every HTTP response the provider sends, before it is interpreted (what it says of its quota)."""
+
     # ------------------------------------------------------------------ public
     def identify(self, request: IdentifyRequest, *, deadline: float | None = None) -> ProviderAnswer:
         """The provider's answer for ``request``, from the answer cache (``cached=True``) or from a call
-        through the breaker; raise a ``ProviderError`` subclass on any failure.
+        through the breaker; raise a ``ProviderError`` subclass on any failure, carrying as ``stale_answer``
+        the provider's last answer for the same request when it is young enough to stand in (stale-if-error).
 
         ``deadline`` (``time.monotonic()`` seconds) is when the caller stops waiting: no retry starts that
         could not finish before it.
         """
-        outbound = self.build_request(request)
+        spec = provider_spec(self.provider)
+        outbound = self.build_request(self.request_for(request))
         key = self.cache_key(outbound)
-        answer = cache.get(key)
+        entry = answer_read(key)
+        answer = fresh_answer(entry, spec, self.wall_clock())
         if answer is not None:
             logger.info("[CACHE] provider=%s hit", self.provider.value)
-            return dataclasses.replace(answer, cached=True, attempts=0)
+            return answer
         logger.info("[CACHE] provider=%s miss", self.provider.value)
-        if not settings.PROVIDER_SINGLE_FLIGHT:
-            return self._call_and_cache(outbound, deadline, key)
-        return single_flight(
-            key,
-            lambda: self._call_and_cache(outbound, deadline, key),
-            provider=self.provider.value,
-            lease=self.timeout,  # retries included: none starts that could not end within the timeout
-            deadline=deadline,
-        )
+        try:
+            if not settings.PROVIDER_SINGLE_FLIGHT:
+                return self._call_and_cache(outbound, deadline, key)
+            return single_flight(
+                key,
+                lambda: self._call_and_cache(outbound, deadline, key),
+                provider=self.provider.value,
+                lease=self.timeout,  # retries included: none starts that could not end within the timeout
+                deadline=deadline,
+                fresh=fresh_reader(spec, self.wall_clock),
+            )
+        except ProviderError as exc:
+            exc.stale_answer = stale_answer(entry, spec, self.wall_clock())
+            if exc.stale_answer is not None:
+                logger.info(
+                    "[CACHE] provider=%s stale answer (%ds old) stands in: %s",
+                    self.provider.value,
+                    exc.stale_answer.age_s,
+                    exc.message,
+                )
+            raise
 
     def _call_and_cache(self, outbound: OutboundRequest, deadline: float | None, key: str) -> ProviderAnswer:
+        self.admit(outbound)
         answer = self._send_protected(outbound, deadline)
-        cache.set(key, dataclasses.replace(answer, attempts=1), provider_spec(self.provider).cache_ttl)
+        answer_store(key, answer, provider_spec(self.provider), self.wall_clock())
         return answer
 
     def cache_key(self, outbound: OutboundRequest) -> str:
@@ -165,7 +200,9 @@ class BaseProviderClient:
         attempt = 1
         while True:
             try:
-                answer = self._interpret(self._send(outbound))
+                response = self._send(outbound)
+                self.observe(response)
+                answer = self._interpret(response)
             except ProviderError as exc:
                 exc.attempts = attempt
                 outage = self.retry_budget.record_attempt(failed=exc.counts_as_outage)

@@ -47,19 +47,21 @@ def single_flight(
     provider: str,
     lease: float,
     deadline: float | None,
+    fresh: Callable[[object], ProviderAnswer | None] = lambda entry: entry,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ProviderAnswer:
     """``call()``'s answer, made once for every caller with this answer-cache ``key``: a waiter gets the
     leader's answer from the cache (``cached=True``, no request of its own). ``call`` must put its answer in the
-    cache under ``key``; ``lease`` is the longest it can take."""
+    cache under ``key``; ``fresh`` turns what the cache holds there into an answer, or None while it holds none
+    (or only a stale one); ``lease`` is the longest ``call`` can take."""
     token = uuid.uuid4().hex
     give_up = deadline if deadline is not None else clock() + WAIT_WITHOUT_DEADLINE
     while True:
         taken = cache.add(_lock_key(key), token, timeout=lease + LEASE_MARGIN)
         if taken or taken is None:  # None: the shared cache is unreachable; call rather than wait on nothing
             return _lead(key, token, call, locked=bool(taken))
-        answer = _wait_for_leader(key, provider, give_up, clock, sleep)
+        answer = _wait_for_leader(key, provider, fresh, give_up, clock, sleep)
         if answer is not None:
             return answer
         logger.info("[FLIGHT] provider=%s the leader left no answer: taking over", provider)
@@ -81,14 +83,19 @@ def _lead(key: str, token: str, call: Callable[[], ProviderAnswer], *, locked: b
 
 
 def _wait_for_leader(
-    key: str, provider: str, give_up: float, clock: Callable[[], float], sleep: Callable[[float], None]
+    key: str,
+    provider: str,
+    fresh: Callable[[object], ProviderAnswer | None],
+    give_up: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
 ) -> ProviderAnswer | None:
     """The leader's answer (from the cache), its failure raised as this caller's, or None when the lock is
     gone without either (the leader died or its lease lapsed): then this caller may lead."""
     logger.info("[FLIGHT] provider=%s waiting for an identical call in flight", provider)
     while True:
         found = cache.get_many([key, _failure_key(key), _lock_key(key)])
-        answer = found.get(key)
+        answer = fresh(found.get(key))
         if answer is not None:
             return dataclasses.replace(answer, cached=True, attempts=0)
         if _failure_key(key) in found:

@@ -75,7 +75,8 @@ def _retry_after(exc: ProviderError) -> float:
 
 def provider_call(client: BaseProviderClient, request: IdentifyRequest, deadline: float) -> ProviderOutcome:
     """Answer from the client (cache or provider) by ``deadline`` (``time.monotonic()`` seconds); every failure
-    becomes an outcome, never an exception."""
+    becomes an outcome, never an exception: a failure's outcome carries the provider's stale answer when the
+    client had one (stale-if-error)."""
     started = time.monotonic()
 
     def elapsed_ms() -> int:
@@ -90,6 +91,7 @@ def provider_call(client: BaseProviderClient, request: IdentifyRequest, deadline
             answer=answer,
             latency_ms=elapsed_ms(),
             cached=answer.cached,
+            age_s=answer.age_s,
             attempts=answer.attempts,
         )
     except ProviderError as exc:
@@ -102,10 +104,15 @@ def provider_call(client: BaseProviderClient, request: IdentifyRequest, deadline
             )
         else:
             logger.warning("%s failed: %s", provider.value, exc)
+        stale = exc.stale_answer  # its last answer for these images stands in: the status still says why
         return ProviderOutcome(
             provider,
             _failure_status(exc),
+            answer=stale,
             latency_ms=elapsed_ms(),
+            cached=stale is not None,
+            stale=stale is not None,
+            age_s=stale.age_s if stale is not None else None,
             attempts=exc.attempts,
             error_class=type(exc).__name__,
             error_detail=exc.message,
@@ -165,7 +172,7 @@ class FanOut:
         with self._changed:
             if not self._sealed:
                 self._outcomes[outcome.provider] = outcome
-                if outcome.answered and self._first_answer is None:
+                if outcome.answered and not outcome.stale and self._first_answer is None:  # a stale one waits
                     self._first_answer = (time.monotonic(), outcome)
                 self._changed.notify_all()
                 return

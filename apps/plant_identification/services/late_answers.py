@@ -24,6 +24,7 @@ from apps.plant_identification.services.records import (
     PENDING,
     answer_fields,
     known_secrets,
+    outcome_stale_ages,
     result_fields,
     status_fields,
 )
@@ -114,12 +115,13 @@ def late_outcome_store(identification_id, fan_out: FanOut, outcome: ProviderOutc
     result.save()
     statuses = {Provider(r.provider): ProviderStatus(r.status) for r in results.values()}
     # Answers from memory, for the parts the database holds as answered: what is stored stays consistent.
+    stale = outcome_stale_ages(results.values())
     answers = {
         provider: o.answer
         for provider, o in fan_out.outcomes.items()
-        if o.answer is not None and statuses.get(provider) in ANSWERED
+        if o.answer is not None and (statuses.get(provider) in ANSWERED or provider in stale)
     }
-    fields = {**answer_fields(fan_out.request, answers, secrets), **status_fields(statuses)}
+    fields = {**answer_fields(fan_out.request, answers, secrets), **status_fields(statuses, stale)}
     Identification.objects.filter(pk=identification_id).update(**fields)
     return True
 
@@ -171,7 +173,9 @@ def identification_settle(identification: Identification, *, now: datetime | Non
             for name, value in result_fields(_lost(Provider(result.provider), NEVER_RECORDED), secrets).items():
                 setattr(result, name, value)
             result.save()
-    fields = status_fields({Provider(r.provider): ProviderStatus(r.status) for r in results})
+    fields = status_fields(
+        {Provider(r.provider): ProviderStatus(r.status) for r in results}, outcome_stale_ages(results)
+    )
     Identification.objects.filter(pk=identification.pk).update(**fields)
     logger.warning("[EARLY] settled %s: a pending part never arrived", identification.pk)
     return True

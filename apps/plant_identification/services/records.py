@@ -31,8 +31,18 @@ def known_secrets() -> list[str]:
     return sorted({spec.api_key for spec in configured_specs()}, key=len, reverse=True)
 
 
-def answer_message(statuses: dict[Provider, ProviderStatus]) -> str | None:
-    """The note for an answer some configured provider is missing from (failed, or still pending); None if none."""
+def _age_text(seconds: int) -> str:
+    """``40 s``, ``12 min``, ``3 h``, ``2 d``: an answer's age as people read it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+def answer_message(statuses: dict[Provider, ProviderStatus], stale: dict[Provider, int] | None = None) -> str | None:
+    """The note for an answer some configured provider is missing from (failed, or still pending) or stood in
+    for by its last answer for the same images (``stale``: provider to age in seconds); None if none."""
+    stale = stale or {}
     labels = {provider: spec.label for provider, spec in provider_registry().items()}
     answered = " and ".join(labels[p] for p, status in statuses.items() if status in ANSWERED)
     missing = [(p, status) for p, status in statuses.items() if status not in ANSWERED and status != PENDING]
@@ -40,7 +50,14 @@ def answer_message(statuses: dict[Provider, ProviderStatus]) -> str | None:
     notes = []
     if missing:
         reasons = ", ".join(f"{labels[p]} {status.value.replace('_', ' ')}" for p, status in missing)
-        notes.append(f"Partial result from {answered} only ({reasons}).")
+        notes.append(
+            f"Partial result from {answered} only ({reasons})."
+            if answered
+            else f"No provider answered now ({reasons})."
+        )
+    if stale:
+        earlier = ", ".join(f"{labels[p]}'s from {_age_text(age)} ago" for p, age in stale.items())
+        notes.append(f"Earlier answers for these images were used: {earlier}.")
     if pending:
         waiting = " and ".join(labels[p] for p in pending)
         if not missing:
@@ -49,14 +66,20 @@ def answer_message(statuses: dict[Provider, ProviderStatus]) -> str | None:
     return " ".join(notes) or None
 
 
-def status_fields(statuses: dict[Provider, ProviderStatus]) -> dict:
-    """The identification's fields that follow from how each configured provider's part ended (or not yet)."""
+def status_fields(statuses: dict[Provider, ProviderStatus], stale: dict[Provider, int] | None = None) -> dict:
+    """The identification's fields that follow from how each configured provider's part ended (or not yet), and
+    which failed parts an earlier answer stood in for (``stale``: provider to its age in seconds)."""
     configured = {p: status for p, status in statuses.items() if status != ProviderStatus.NOT_CONFIGURED}
     return {
         "degraded": any(status not in ANSWERED and status != PENDING for status in configured.values()),
-        "message": answer_message(configured),
+        "message": answer_message(configured, stale),
         "complete": PENDING not in configured.values(),
     }
+
+
+def outcome_stale_ages(outcomes) -> dict[Provider, int]:
+    """Provider to the age in seconds of the stale answer that stood in for it, for outcomes or stored results."""
+    return {Provider(o.provider): o.age_s or 0 for o in outcomes if o.stale}
 
 
 def answer_fields(request: IdentifyRequest, answers: dict[Provider, ProviderAnswer], secrets: list[str]) -> dict:
@@ -78,6 +101,8 @@ def result_fields(outcome: ProviderOutcome, secrets: list[str]) -> dict:
         "status": outcome.status.value,
         "latency_ms": outcome.latency_ms,
         "cached": outcome.cached,
+        "stale": outcome.stale,
+        "age_s": outcome.age_s,
         "attempts": outcome.attempts,
         "http_status": outcome.http_status,
         "error_class": outcome.error_class or "",
@@ -107,7 +132,7 @@ def identification_store(
         latitude=request.latitude,
         longitude=request.longitude,
         **answer_fields(request, answers, secrets),
-        **status_fields({p: o.status for p, o in outcomes.items()}),
+        **status_fields({p: o.status for p, o in outcomes.items()}, outcome_stale_ages(outcomes.values())),
     )
     # One INSERT per provider: bulk_create's UNNEST form makes psycopg escape the JSON payloads into text arrays,
     # which costs more than the extra round trip for two rows.

@@ -4,6 +4,7 @@ the stored identification, a lost one is recorded, and nothing stays incomplete 
 The database is really shared with the background threads that merge late answers (``transaction=True``).
 """
 
+import dataclasses
 import io
 import logging
 import threading
@@ -181,6 +182,29 @@ def test_a_failed_first_call_does_not_start_the_grace(short_grace):
     identification = plant_identify(request=make_request(), clients=clients)
     assert identification.complete is True
     assert [r.status for r in identification.results] == [ProviderStatus.ERROR, ProviderStatus.OK]
+
+
+def test_a_stale_answer_does_not_start_the_grace(short_grace):
+    """A failure that an earlier answer stands in for is not an answer worth going out early with: the provider
+    answering now is waited for."""
+    answered = threading.Event()
+    failure = ProviderUnavailableError("plant_id", "HTTP 500")
+    failure.stale_answer = dataclasses.replace(answering(Provider.PLANT_ID)(), cached=True, stale=True, age_s=7200)
+
+    def slow_answer():
+        answered.wait(0.3)  # well past the 50 ms grace
+        return answering(Provider.PLANTNET)()
+
+    clients = {
+        Provider.PLANT_ID: FakeClient(Provider.PLANT_ID, failing(failure)),
+        Provider.PLANTNET: FakeClient(Provider.PLANTNET, slow_answer),
+    }
+    identification = plant_identify(request=make_request(), clients=clients)
+    assert identification.complete is True
+    results = {r.provider: r for r in identification.results}
+    assert (results["plant_id"].status, results["plant_id"].stale, results["plant_id"].age_s) == ("error", True, 7200)
+    assert results["plantnet"].status == ProviderStatus.OK
+    assert "Plant.id's from 2 h ago" in identification.message
 
 
 def test_the_grace_is_the_floor_or_a_multiple_of_the_first_latency(settings):
