@@ -1,14 +1,26 @@
 """A real gunicorn run by a test (this repository's gunicorn.conf.py): its log is read by a thread, so waiting
-for a worker to boot, or to exit, is waiting for its log line."""
+for a worker to boot, or to exit, is waiting for its log line; ``SandboxedService`` is the service in front of
+the provider sandbox."""
 
+import os
 import queue
 import re
+import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
+import requests
+from django.db import connection
+
+from apps.plant_identification.sandbox import SANDBOX_KEY
+from tests.factories import jpeg_bytes
+
 ROOT = Path(__file__).resolve().parents[1]
+IDENTIFY = "/api/v1/plant-identification/identify/"
+IDENTIFICATIONS = "/api/v1/plant-identification/identifications/"
 
 
 class GunicornProcess:
@@ -47,3 +59,77 @@ class GunicornProcess:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=60)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now, for a server the test starts."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def service_database_url(tmp_path: Path) -> str:
+    """The test run's PostgreSQL database (already migrated), or a migrated SQLite file for this test."""
+    if connection.vendor == "postgresql":
+        db = connection.settings_dict
+        return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
+    env = {**os.environ, "DATABASE_URL": url, "DJANGO_DEBUG": "true"}
+    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
+    return url
+
+
+class SandboxedService(GunicornProcess):
+    """The production settings under gunicorn (gthread), both providers on ``sandbox``, the test run's Redis and
+    database, anonymous identify without throttling; ``env`` overrides any of it, ``args`` adds gunicorn options."""
+
+    def __init__(self, tmp_path: Path, sandbox, *, args: list[str] = (), env: dict[str, str] | None = None) -> None:
+        self.url = f"http://127.0.0.1:{free_port()}"
+        self.database_url = service_database_url(tmp_path)
+        environment = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "backend.settings",
+            "DJANGO_DEBUG": "false",
+            "DJANGO_SECRET_KEY": "sandboxed-service-" + "k" * 40,
+            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+            "DJANGO_SECURE_SSL_REDIRECT": "false",
+            "DJANGO_SECURE_HSTS_SECONDS": "0",
+            "DJANGO_SECURE_COOKIES": "false",
+            "DATABASE_URL": self.database_url,
+            "ALLOW_PROVIDER_SANDBOX": "true",
+            "PLANT_ID_API_KEY": SANDBOX_KEY,
+            "PLANT_ID_API_URL": sandbox.plant_id_url(),
+            "PLANTNET_API_KEY": SANDBOX_KEY,
+            "PLANTNET_API_URL": sandbox.plantnet_url(),
+            "IDENTIFY_ALLOW_ANONYMOUS": "true",
+            "IDENTIFY_THROTTLE_RATE": "none",
+            "PROVIDER_MAX_RETRIES": "0",
+            **(env or {}),
+        }
+        super().__init__(["-k", "gthread", *args, "-b", self.url.removeprefix("http://")], environment)
+
+    def wait_serving(self, workers: int = 1) -> list[int]:
+        """The pids of the next ``workers`` booted workers, once the service answers."""
+        pids = [self.booted_worker() for _ in range(workers)]
+        give_up = time.monotonic() + 60
+        while time.monotonic() < give_up:
+            try:
+                if requests.get(f"{self.url}/health/live/", timeout=5).status_code == 200:
+                    return pids
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError("gunicorn never answered:\n" + "".join(self.log))
+
+    def identify(self, color, *, status: int = 200, headers: dict | None = None) -> dict:
+        """POST one photo of ``color``; its JSON body, once its status is ``status``."""
+        photo = ("leaf.jpg", jpeg_bytes(color), "image/jpeg")
+        response = requests.post(f"{self.url}{IDENTIFY}", files={"images": photo}, headers=headers, timeout=60)
+        assert response.status_code == status, response.text
+        return response.json()
+
+    def read(self, identification_id) -> dict:
+        """GET a stored identification's body."""
+        response = requests.get(f"{self.url}{IDENTIFICATIONS}{identification_id}/", timeout=30)
+        assert response.status_code == 200, response.text
+        return response.json()

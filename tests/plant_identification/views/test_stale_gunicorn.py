@@ -1,0 +1,62 @@
+"""Stale-if-error across a fleet: an answer one gunicorn worker received stands in, on every worker, once both
+providers fail (the sandbox answers 500 to every call): 200 degraded with the entries marked stale, no 503."""
+
+import re
+import threading
+
+import pytest
+
+from apps.plant_identification.sandbox.server import sandbox_start
+from tests.gunicorn import SandboxedService
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+REQUESTS = 4
+ACCESS = re.compile(r"^<(\d+)> POST /api/v1/plant-identification/identify/ (\d{3})$")
+PHOTO = (90, 140, 60)
+
+
+@pytest.fixture
+def service(tmp_path):
+    sandbox = sandbox_start()
+    threads = str(REQUESTS // 2)  # each worker takes at most half of the requests: both serve some
+    env = {"PLANT_ID_CACHE_TTL": "0", "PLANTNET_CACHE_TTL": "0", "PLANT_ID_CIRCUIT_FAIL_MAX": "100"}
+    env["PLANTNET_CIRCUIT_FAIL_MAX"] = "100"  # the providers fail, their circuits stay closed: each is asked
+    args = ["-w", "2", "--threads", threads, "--worker-connections", threads]
+    args += ["--access-logfile", "/dev/stderr", "--access-logformat", "%(p)s %(m)s %(U)s %(s)s"]
+    server = SandboxedService(tmp_path, sandbox, args=args, env=env)
+    server.sandbox = sandbox
+    server.wait_serving(workers=2)
+    yield server
+    server.stop()
+    sandbox.shutdown()
+    sandbox.server_close()
+    assert "Traceback" not in "".join(server.log), "".join(server.log)
+
+
+def test_every_worker_serves_the_last_answer_when_both_providers_fail(service):
+    first = service.identify(PHOTO)
+    assert first["degraded"] is False
+    service.sandbox.state.faults.update({"plant_id": {"rates": {"500": 1.0}}, "plantnet": {"rates": {"500": 1.0}}})
+    service.sandbox.state.reset()
+
+    bodies = []
+    threads = [threading.Thread(target=lambda: bodies.append(service.identify(PHOTO))) for _ in range(REQUESTS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    assert len(bodies) == REQUESTS
+    for body in bodies:
+        assert body["degraded"] is True
+        assert body["suggestions"] == first["suggestions"]
+        for provider in ("plant_id", "plantnet"):
+            assert body["providers"][provider]["status"] == "error"
+            assert body["providers"][provider]["stale"] is True
+    stats = service.sandbox.state.stats
+    for provider in ("plant_id", "plantnet"):  # asked (single-flight shares a failure among identical calls)
+        assert 1 <= stats[f"{provider}:requests"] <= REQUESTS
+    served_by = {m.group(1) for line in service.log if (m := ACCESS.match(line.strip())) and m.group(2) == "200"}
+    assert len(served_by) == 2  # both workers answered from the shared cache
+    assert len({body["id"] for body in bodies}) == REQUESTS  # each answer stored as its own identification
+    assert service.read(bodies[0]["id"]) == bodies[0]
