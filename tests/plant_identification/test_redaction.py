@@ -6,8 +6,12 @@ import json
 import pytest
 from django.conf import settings
 from django.urls import reverse
+from hypothesis import given
+from hypothesis import settings as settings_for_hypothesis
+from hypothesis import strategies as st
 
 from apps.plant_identification.models import Identification, ProviderResult
+from apps.plant_identification.services.records import REDACTED, secrets_redact
 from tests.factories import PLANT_ID_URL, PLANTNET_URL, fixture_json, jpeg_bytes
 
 pytestmark = pytest.mark.django_db
@@ -81,3 +85,33 @@ def test_the_admin_never_shows_an_echoed_key(admin_client, api_client, echoing_p
     assert_no_key(page.content.decode(), echoing_providers)
     changelist = admin_client.get(reverse("admin:plant_identification_identification_changelist"))
     assert_no_key(changelist.content.decode(), echoing_providers)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4),
+    max_leaves=20,
+)
+
+
+def walked(value, secrets):
+    """The plain definition: every string, keys included, with each secret replaced in turn."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {walked(key, secrets): walked(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [walked(item, secrets) for item in value]
+    return value
+
+
+@settings_for_hypothesis(max_examples=300, deadline=None)
+@given(value=JSON_VALUES, secrets=st.lists(st.text(min_size=1, max_size=6), max_size=3), planted=st.booleans())
+def test_redaction_matches_replacing_in_every_string(value, secrets, planted):
+    """The fast path (a scan of the JSON text) never misses a secret, escaped characters and all."""
+    secrets = sorted(set(secrets), key=len, reverse=True)
+    if planted and secrets:
+        value = {"payload": value, "echo": f'key={secrets[0]}\n"quoted" \\ é \u0001'}
+    assert secrets_redact(value, secrets) == walked(value, secrets)
