@@ -6,7 +6,6 @@ import json
 import logging
 import math
 import re
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -31,6 +30,7 @@ from apps.plant_identification.clients.retries import (
     RetryBudget,
     backoff_seconds,
 )
+from apps.plant_identification.clients.sessions import thread_session
 from apps.plant_identification.clients.single_flight import single_flight
 from apps.plant_identification.exceptions import (
     ProviderAuthError,
@@ -50,9 +50,6 @@ CONNECT_TIMEOUT = 5.0
 DEFAULT_QUOTA_WAIT = 60.0  # a 429 that says nothing about when the quota returns
 CACHE_VERSION = "v2"  # bump when parsing changes what a cached answer holds
 ERROR_EXCERPT = 200
-
-# requests does not document Session as thread-safe: one session per provider per thread.
-_thread_sessions = threading.local()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,12 +230,7 @@ class BaseProviderClient:
     @property
     def session(self) -> requests.Session:
         """This thread's session for this provider: kept across requests, never shared between threads."""
-        sessions = getattr(_thread_sessions, "by_provider", None)
-        if sessions is None:
-            sessions = _thread_sessions.by_provider = {}
-        if self.provider not in sessions:
-            sessions[self.provider] = requests.Session()
-        return sessions[self.provider]
+        return thread_session(self.base_url)
 
     def _send(self, outbound: OutboundRequest) -> requests.Response:
         started = time.monotonic()
