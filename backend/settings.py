@@ -357,6 +357,8 @@ ALERTS_ENABLED = env_bool("ALERTS_ENABLED", default=True)
 ALERT_WEBHOOK_URL = env_http_url("ALERT_WEBHOOK_URL")
 ALERT_WEBHOOK_TIMEOUT = env_float("ALERT_WEBHOOK_TIMEOUT", default=5.0)
 ALERT_OPEN_FOR = env_float("ALERT_OPEN_FOR", default=300.0)
+# Seconds between the alert thread's own "still open" checks (besides the one on each /health/ read).
+ALERT_CHECK_INTERVAL = env_float("ALERT_CHECK_INTERVAL", default=30.0, minimum=0.01)
 ADMINS = env_admins("DJANGO_ADMINS")  # "Ops:ops@example.org,Jane Doe:jane@example.org"
 SERVER_EMAIL = env_str("DJANGO_SERVER_EMAIL", default="root@localhost")
 EMAIL_SUBJECT_PREFIX = env_str("DJANGO_EMAIL_SUBJECT_PREFIX", default="[plantid] ")

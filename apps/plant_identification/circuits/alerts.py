@@ -7,7 +7,9 @@
 # process: each worker then alerts at most once per episode. Claims and sending run in one background thread
 # per process, fed by a bounded queue: the breaker only enqueues, never waits and never hears of a failure.
 # The "still open" check is made on each /health/ read (``selectors.health_report``) for circuits that are not
-# closed, in the background too, so an ordinary request and a closed circuit cost nothing.
+# closed, in the background too, so an ordinary request and a closed circuit cost nothing; and by the sender
+# thread itself every ALERT_CHECK_INTERVAL seconds while it is idle, so the alert needs nothing polling health
+# (one read of the circuits from Redis per interval, in each worker that has heard of a transition).
 
 import json
 import logging
@@ -57,16 +59,8 @@ def circuit_alert_transition(breaker, new_state: str, reason: str) -> None:
 
 def circuit_alerts_check(snapshots: Iterable) -> None:
     """Queue the "still open" check for each snapshot whose circuit is not closed (``/health/`` calls it)."""
-    if not settings.ALERTS_ENABLED or not _has_recipients():
-        return
-    from apps.plant_identification.circuits.breaker import breaker_for  # the breakers import this module
-
-    for snapshot in snapshots:
-        if snapshot.state != CircuitState.CLOSED:
-            breaker = breaker_for(snapshot.provider)
-            shared = breaker.store.redis_ok is True
-            args = (breaker.name, snapshot.state, snapshot.reason, _now(breaker), shared)
-            _enqueue(partial(_on_check, *args))
+    for job in _check_jobs(snapshots):
+        _enqueue(job)
 
 
 def circuit_alerts_idle(timeout: float = 5.0) -> bool:
@@ -100,11 +94,39 @@ def _enqueue(job: Callable[[], None]) -> None:
 
 def _run(jobs: "queue.Queue[Callable[[], None]]") -> None:
     while True:
-        job = jobs.get()
+        try:
+            job = jobs.get(timeout=settings.ALERT_CHECK_INTERVAL)
+        except queue.Empty:
+            job = _periodic_check
         try:
             job()
         except Exception:
             logger.exception("[ALERT] alert job failed")
+
+
+def _periodic_check() -> None:
+    """The "still open" check of every circuit, made here when nothing else asked for a while."""
+    if not settings.ALERTS_ENABLED or not _has_recipients():
+        return
+    from apps.plant_identification.circuits.breaker import circuit_snapshot_list  # the breakers import this module
+
+    for job in _check_jobs(circuit_snapshot_list()):
+        job()
+
+
+def _check_jobs(snapshots: Iterable) -> list[Callable[[], None]]:
+    """One "still open" check for each snapshot whose circuit is not closed, timed now."""
+    if not settings.ALERTS_ENABLED or not _has_recipients():
+        return []
+    from apps.plant_identification.circuits.breaker import breaker_for
+
+    jobs = []
+    for snapshot in snapshots:
+        if snapshot.state != CircuitState.CLOSED:
+            breaker = breaker_for(snapshot.provider)
+            shared = breaker.store.redis_ok is True
+            jobs.append(partial(_on_check, breaker.name, snapshot.state, snapshot.reason, _now(breaker), shared))
+    return jobs
 
 
 def _on_transition(provider: str, state: str, reason: str, now: float, shared: bool) -> None:

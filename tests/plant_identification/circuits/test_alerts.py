@@ -6,6 +6,7 @@ import socketserver
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -171,6 +172,23 @@ def test_the_still_open_alert_fires_once_after_alert_open_for(alerting, clock):
     assert [post["event"] for post in alerting.webhook.posts] == ["circuit_opened", "circuit_still_open"]
     assert alerting.webhook.posts[1]["open_for_seconds"] == 300
     assert "still not closed after 300 s" in alerting.smtp.messages[1]
+
+
+@pytest.mark.django_db
+def test_the_still_open_alert_needs_nothing_polling_health(alerting, settings, clock):
+    """The alert thread checks by itself every ALERT_CHECK_INTERVAL: no /health/ read is made here."""
+    settings.ALERT_CHECK_INTERVAL = 0.05
+    breaker_for(Provider.PLANT_ID).open()
+    assert circuit_alerts_idle()
+    clock.advance(300)
+
+    give_up = time.monotonic() + 10
+    while len(alerting.webhook.posts) < 2 and time.monotonic() < give_up:
+        time.sleep(0.02)  # waiting for the background thread's next check, not for time to pass
+    assert circuit_alerts_idle()
+
+    assert [post["event"] for post in alerting.webhook.posts] == ["circuit_opened", "circuit_still_open"]
+    assert len(alerting.smtp.messages) == 2
 
 
 @pytest.mark.django_db
