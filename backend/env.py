@@ -177,3 +177,10 @@ def env_http_url(name: str) -> str:
     if url and (scheme not in {"http", "https"} or not rest):
         raise ImproperlyConfigured(f"{name} must be an http:// or https:// URL, got {url!r}")
     return url
+
+
+def env_optional_int(name: str, *, minimum: int = 1) -> int | None:
+    """Return an integer variable no smaller than ``minimum``, or None when it is unset."""
+    if not _env.str(name, default="").strip():
+        return None
+    return env_int(name, default=0, minimum=minimum)

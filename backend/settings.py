@@ -22,6 +22,7 @@ from backend.env import (
     env_list,
     env_nonnegative_float,
     env_optional_float,
+    env_optional_int,
     env_origins,
     env_percent,
     env_probability,
@@ -249,6 +250,10 @@ PLANT_ID_CIRCUIT_SLOW_CALL_DURATION = env_optional_float("PLANT_ID_CIRCUIT_SLOW_
 PLANT_ID_CIRCUIT_SLOW_CALL_RATE = env_percent("PLANT_ID_CIRCUIT_SLOW_CALL_RATE") or 100.0
 PLANT_ID_CACHE_TTL = env_int("PLANT_ID_CACHE_TTL", default=86400)
 PLANT_ID_STALE_MAX_AGE = env_int("PLANT_ID_STALE_MAX_AGE", default=604800)  # stale-if-error; 0 turns it off
+# Plant.id credits per UTC day, counted fleet-wide (quotas/credits.py); unset: no cap (still counted and shown).
+PLANT_ID_DAILY_CREDIT_BUDGET = env_optional_int("PLANT_ID_DAILY_CREDIT_BUDGET", minimum=1)
+# Seconds between polls of Plant.id's free usage_info, made by one worker fleet-wide (quotas/usage_poll.py); 0: off.
+PLANT_ID_USAGE_POLL_INTERVAL = env_nonnegative_float("PLANT_ID_USAGE_POLL_INTERVAL", default=300.0)
 
 PLANTNET_API_KEY = env_str("PLANTNET_API_KEY")
 PLANTNET_API_URL = env_provider_url(
@@ -302,6 +307,11 @@ IDENTIFY_LATE_GRACE_FACTOR = env_nonnegative_float("IDENTIFY_LATE_GRACE_FACTOR",
 # assessment.
 PLANT_ID_DECISIVE_SCORE = env_probability("PLANT_ID_DECISIVE_SCORE", default=0.95)
 PLANTNET_DECISIVE_SCORE = env_probability("PLANTNET_DECISIVE_SCORE")
+
+# Idempotency-Key on identify (services/idempotency.py): the same key, caller and content within the TTL replays the
+# stored identification; other content is a 422. false: the header is ignored (rollback, benchmarks).
+IDENTIFY_IDEMPOTENCY = env_bool("IDENTIFY_IDEMPOTENCY", default=True)
+IDEMPOTENCY_KEY_TTL = env_int("IDEMPOTENCY_KEY_TTL", default=86400, minimum=1)
 
 # ---------------------------------------------------------------------------- METRICS
 # When set, /metrics answers only requests with "Authorization: Bearer <METRICS_TOKEN>"; empty: open to scrapers.

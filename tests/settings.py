@@ -22,3 +22,5 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = False
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 WHITENOISE_AUTOREFRESH = True  # serve from finders; no collectstatic needed in tests
+# No background usage_info polls unless a test turns them on (tests/plant_identification/quotas/).
+PLANT_ID_USAGE_POLL_INTERVAL = 0

@@ -29,10 +29,12 @@ from apps.plant_identification.models import (
     Circuit,
     CircuitEvent,
     CircuitOverride,
+    IdempotencyKey,
     Identification,
     ProviderResult,
 )
 from apps.plant_identification.providers import Provider, provider_spec
+from apps.plant_identification.quotas.report import iso, quota_report
 from apps.plant_identification.types import ProviderStatus
 
 TIME_FORMAT = "Y-m-d H:i:s"
@@ -296,8 +298,19 @@ class CircuitAdmin(AuditTrailMixin, admin.ModelAdmin):
     and force open / close.
     """
 
-    list_display = ["provider", "state", "failures", "half_open_in", "reason", "latency", "last_error", "failing"]
-    readonly_fields = ["provider", "state", "failures", "half_open_in", "reason", "latency", "last_error", "failing"]
+    list_display = [
+        "provider",
+        "state",
+        "failures",
+        "half_open_in",
+        "reason",
+        "latency",
+        "quota",
+        "budget",
+        "last_error",
+        "failing",
+    ]
+    readonly_fields = list_display
     inlines = [CircuitEventInline, CircuitOverrideInline]
     actions = ["force_open", "force_close"]
     change_form_template = "admin/plant_identification/circuit/change_form.html"
@@ -344,6 +357,45 @@ class CircuitAdmin(AuditTrailMixin, admin.ModelAdmin):
             latency.p95_ms,
             latency.samples,
             "fleet-wide" if latency.scope == FLEET else "this worker only",
+        )
+
+    def _quota(self, circuit: Circuit):
+        report = getattr(circuit, "live_quota", None)
+        if report is None:
+            report = circuit.live_quota = quota_report(Provider(circuit.provider))
+        return report
+
+    @admin.display(description="provider quota")
+    def quota(self, circuit: Circuit) -> str:
+        report = self._quota(circuit)
+        if report.remaining is None and report.limit is None:
+            return "-"
+        left = "?" if report.remaining is None else report.remaining
+        of = f" of {report.limit}" if report.limit is not None else ""
+        unit = "credits" if report.source == "usage_info" else "identifications"
+        reset = f", back at {iso(report.reset_at)}" if report.reset_at is not None else ""
+        return format_html(
+            '<span class="circuit-quota" data-exhausted="{}">{} {} left{}{} (said at {})</span>',
+            "true" if report.exhausted else "false",
+            left,
+            unit,
+            of,
+            reset,
+            iso(report.observed_at) or "-",
+        )
+
+    @admin.display(description="credit budget today")
+    def budget(self, circuit: Circuit) -> str:
+        budget = self._quota(circuit).budget
+        if budget is None:
+            return "-"
+        cap = "no cap" if budget.budget is None else f"{budget.remaining} left of {budget.budget}"
+        return format_html(
+            '<span class="circuit-budget" data-exhausted="{}">{} spent, {}{}</span>',
+            "true" if budget.exhausted else "false",
+            budget.spent,
+            cap,
+            f" until {iso(budget.reset_at)}" if budget.exhausted else "",
         )
 
     @admin.display(description="last error")
@@ -510,3 +562,18 @@ class CircuitOverrideAdmin(AuditTrailMixin, admin.ModelAdmin):
     @admin.display(description="expires at", ordering="expires_at")
     def expires(self, override: CircuitOverride) -> str:
         return when(override.expires_at)
+
+
+@admin.register(IdempotencyKey)
+class IdempotencyKeyAdmin(AuditTrailMixin, admin.ModelAdmin):
+    """Idempotency-Keys on identify: who sent which key, and the identification it replays (none: in flight)."""
+
+    list_display = ["time", "scope", "key", "identification", "lease_expires_at"]
+    search_fields = ["key", "scope", "identification__id"]
+    date_hierarchy = "created_at"
+    list_select_related = ["identification"]
+    readonly_fields = ["scope", "key", "fingerprint", "identification", "created_at", "claim", "lease_expires_at"]
+
+    @admin.display(description="time", ordering="created_at")
+    def time(self, record: IdempotencyKey) -> str:
+        return when(record.created_at)

@@ -75,6 +75,13 @@ LATE_ANSWERS = Counter(
     ["provider", "outcome"],
     registry=_REGISTRY,
 )
+CREDITS_SPENT = Counter(
+    "plantid_credits_spent",
+    "Provider credits spent by this fleet's calls (Plant.id: 1 per identification, 2 with health; a timeout counts, "
+    "as it may have been charged); credits given back for calls that were not charged are not counted.",
+    ["provider"],
+    registry=_REGISTRY,
+)
 CIRCUIT_TRANSITIONS = Counter(
     "plantid_circuit_transitions",
     "Circuit transitions, counted once fleet-wide (by the worker that made them); reason is set on opens.",
@@ -123,6 +130,14 @@ def provider_outcomes_record(outcomes: Iterable[ProviderOutcome]) -> None:
                 PROVIDER_RETRIES.labels(provider).inc(outcome.attempts - 1)
     except Exception:  # metrics must never cost an answer
         logger.exception("[METRICS] could not record provider outcomes")
+
+
+def credits_spent_record(provider: str, credits: int) -> None:
+    """Count credits one call spent; never raises."""
+    try:
+        CREDITS_SPENT.labels(provider).inc(credits)
+    except Exception:
+        logger.exception("[METRICS] could not record credits spent")
 
 
 def circuit_transition_record(provider: str, from_state: str, to_state: str, reason: str = "") -> None:
@@ -211,6 +226,44 @@ class CircuitCollector:
         yield from (state, failures, configured, latency, latency_samples)
 
 
+class QuotaCollector:
+    """Each provider's quota as the shared cache has it at scrape time (what the provider last said, and the
+    Plant.id credit budget), so every worker reports the same fleet-wide values."""
+
+    def collect(self) -> Iterator[Metric]:
+        from apps.plant_identification.quotas.report import quota_reports  # the clients import us
+
+        remaining = GaugeMetricFamily(
+            "plantid_provider_quota_remaining",
+            "What is left of each provider's quota: source=provider as the provider last said (Pl@ntNet's daily "
+            "identifications, Plant.id's usage_info credits), source=budget what PLANT_ID_DAILY_CREDIT_BUDGET leaves "
+            "today; absent when unknown.",
+            labels=["provider", "source"],
+        )
+        spent = GaugeMetricFamily(
+            "plantid_credits_spent_today",
+            "Credits spent (or reserved by calls in flight) today, UTC, fleet-wide.",
+            labels=["provider"],
+        )
+        budget = GaugeMetricFamily(
+            "plantid_credit_budget", "PLANT_ID_DAILY_CREDIT_BUDGET; absent when unset.", labels=["provider"]
+        )
+        try:
+            reports = quota_reports()
+        except Exception:  # a scrape reports what it can
+            logger.exception("[METRICS] could not read the quotas")
+            reports = {}
+        for provider, report in reports.items():
+            if report.remaining is not None:
+                remaining.add_metric([provider.value, "provider"], report.remaining)
+            if report.budget is not None:
+                spent.add_metric([provider.value], report.budget.spent)
+                if report.budget.budget is not None:
+                    budget.add_metric([provider.value], report.budget.budget)
+                    remaining.add_metric([provider.value, "budget"], report.budget.remaining)
+        yield from (remaining, spent, budget)
+
+
 class _Scrape:
     """The collectors one scrape reads, in order."""
 
@@ -227,7 +280,7 @@ def metrics_exposition() -> bytes:
     histograms, and the circuits as the breaker store has them now. Calls no provider."""
     directory = settings.PROMETHEUS_MULTIPROC_DIR
     counters = MultiProcessCollector(None, path=directory) if directory else _REGISTRY
-    return generate_latest(_Scrape(counters, CircuitCollector()))
+    return generate_latest(_Scrape(counters, CircuitCollector(), QuotaCollector()))
 
 
 def metrics_token_valid(authorization: str) -> bool:

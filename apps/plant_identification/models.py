@@ -135,3 +135,27 @@ class CircuitOverride(models.Model):
     def __str__(self) -> str:
         return f"{self.circuit_id}: {self.action} by {self.user or '?'}"
 
+
+class IdempotencyKey(models.Model):
+    """A caller's ``Idempotency-Key`` on identify: claimed by the first request, then the identification it made.
+
+    A row without an identification is a claim in flight, held until ``lease_expires_at``; a failed request
+    deletes its claim, so nothing stays recorded for the key.
+    """
+
+    scope = models.CharField(max_length=64, help_text="whose key: user:<id>, or anonymous (every anonymous caller)")
+    key = models.CharField(max_length=255)
+    fingerprint = models.CharField(max_length=64, help_text="sha256 of the uploaded files' sha256s and the fields")
+    identification = models.ForeignKey(
+        Identification, null=True, blank=True, on_delete=models.CASCADE, related_name="idempotency_keys"
+    )
+    created_at = models.DateTimeField(db_index=True, help_text="first use; the key expires IDEMPOTENCY_KEY_TTL later")
+    claim = models.UUIDField(help_text="the request holding the key while it identifies")
+    lease_expires_at = models.DateTimeField(help_text="a claim in flight past this is taken over by a waiting request")
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [models.UniqueConstraint(fields=["scope", "key"], name="one_idempotency_key_per_scope")]
+
+    def __str__(self) -> str:
+        return f"{self.scope}: {self.key}"

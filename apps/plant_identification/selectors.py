@@ -1,6 +1,6 @@
 """Read-only queries: dependency checks, the health report and identifications (never calls a provider)."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -11,6 +11,7 @@ from apps.plant_identification.circuits.breaker import circuit_snapshot_list
 from apps.plant_identification.circuits.snapshots import CircuitSnapshot
 from apps.plant_identification.models import Identification
 from apps.plant_identification.providers import Provider, configured_specs
+from apps.plant_identification.quotas.report import QuotaReport, quota_reports
 from apps.plant_identification.sandbox import SANDBOX_PATH
 
 PASS, FAIL, NOT_CONFIGURED = "pass", "fail", "not_configured"
@@ -70,6 +71,7 @@ class HealthReport:
     available: dict[Provider, bool]  # configured and its circuit lets a call through
     circuits: list[CircuitSnapshot]  # each with its recent latency, read in the same round trip
     checks: dict[str, str]
+    quotas: dict[Provider, QuotaReport] = field(default_factory=dict)  # what each provider said is left; budget
 
     @property
     def serving(self) -> bool:
@@ -78,11 +80,15 @@ class HealthReport:
 
 
 def health_report() -> HealthReport:
-    """Circuits and dependencies as they stand now."""
+    """Circuits, quotas and dependencies as they stand now (reads Redis and the database; calls no provider)."""
     circuits = circuit_snapshot_list()
     circuit_alerts_check(circuits)  # the "still open" alert: queued, and only for circuits not closed
     configured = {spec.provider for spec in configured_specs()}
+    quotas = quota_reports()
+    budget = quotas[Provider.PLANT_ID].budget
     available = {snapshot.provider: snapshot.provider in configured and snapshot.callable for snapshot in circuits}
+    if budget is not None and budget.exhausted:  # today's credit budget is spent: Plant.id is not called
+        available[Provider.PLANT_ID] = False
     checks = readiness().checks
     if not any(available.values()):
         status = "unhealthy"
@@ -90,7 +96,7 @@ def health_report() -> HealthReport:
         status = "healthy"
     else:
         status = "degraded"
-    return HealthReport(status, sandbox_in_use(), available, circuits, checks)
+    return HealthReport(status, sandbox_in_use(), available, circuits, checks, quotas)
 
 
 def identification_for_user(*, identification_id, user) -> Identification | None:

@@ -13,6 +13,7 @@ from apps.plant_identification.circuits.states import CircuitState, OpenReason
 from apps.plant_identification.images import ImageRejectedError, image_load
 from apps.plant_identification.models import CircuitOverride, Identification
 from apps.plant_identification.providers import Provider
+from apps.plant_identification.quotas.report import QuotaReport, iso
 from apps.plant_identification.selectors import FAIL, NOT_CONFIGURED, PASS, HealthReport, Readiness
 from apps.plant_identification.types import IdentifyRequest, Organ, ProviderStatus
 
@@ -358,6 +359,78 @@ class ReadinessOutputSerializer(serializers.Serializer):
         return _checks(readiness.checks)
 
 
+class CreditBudgetSerializer(serializers.Serializer):
+    """Today's Plant.id credit budget (UTC day), fleet-wide."""
+
+    budget = serializers.IntegerField(allow_null=True, help_text="PLANT_ID_DAILY_CREDIT_BUDGET; null: no cap")
+    spent_today = serializers.IntegerField(
+        source="spent", help_text="credits spent today (reserved by calls in flight included)"
+    )
+    remaining = serializers.IntegerField(allow_null=True, help_text="credits the budget leaves today; null: no cap")
+    exhausted = serializers.BooleanField(help_text="true: Plant.id is not called until resets_at")
+    resets_at = serializers.SerializerMethodField(help_text="the next 00:00 UTC")
+
+    @extend_schema_field(OpenApiTypes.DATETIME)
+    def get_resets_at(self, budget) -> str:
+        return iso(budget.reset_at)
+
+
+class CreditUsageSerializer(serializers.Serializer):
+    """Plant.id's own ``usage_info``: credits per period (day, week, month, total; null: no limit)."""
+
+    active = serializers.BooleanField(allow_null=True)
+    can_use = serializers.BooleanField(allow_null=True)
+    reason = serializers.CharField(allow_null=True, help_text="why credits cannot be used, as Plant.id says")
+    limits = serializers.DictField(child=serializers.IntegerField(allow_null=True))
+    used = serializers.DictField(child=serializers.IntegerField(allow_null=True))
+    remaining = serializers.DictField(child=serializers.IntegerField(allow_null=True))
+
+
+class QuotaSerializer(serializers.Serializer):
+    """What a provider last said of its quota (null where it said nothing), and Plant.id's credit budget."""
+
+    remaining = serializers.IntegerField(
+        allow_null=True, help_text="Pl@ntNet: identifications left today; Plant.id: credits left (usage_info)"
+    )
+    limit = serializers.IntegerField(allow_null=True, help_text="the quota those are counted against")
+    reset_at = serializers.SerializerMethodField(help_text="when the provider said its quota comes back")
+    observed_at = serializers.SerializerMethodField(help_text="when the provider said so")
+    source = serializers.ChoiceField(
+        choices=["response", "usage_info"],
+        allow_null=True,
+        help_text="response: Pl@ntNet's body and RateLimit headers; usage_info: Plant.id's polled usage",
+    )
+    exhausted = serializers.BooleanField(help_text="nothing left until the reset (provider or budget)")
+    credits = CreditUsageSerializer(allow_null=True, help_text="Plant.id only")
+    budget = CreditBudgetSerializer(allow_null=True, help_text="Plant.id only")
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_reset_at(self, report: QuotaReport) -> str | None:
+        return iso(report.reset_at)
+
+    @extend_schema_field(serializers.DateTimeField(allow_null=True))
+    def get_observed_at(self, report: QuotaReport) -> str | None:
+        return iso(report.observed_at)
+
+
+class QuotasSerializer(serializers.Serializer):
+    """Schema of every provider's quota, keyed by provider."""
+
+    def get_fields(self):
+        return {provider.value: QuotaSerializer() for provider in Provider}
+
+
+@extend_schema_field(QuotasSerializer())
+class QuotasField(serializers.Field):
+    """Every provider's quota, keyed by provider."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(read_only=True, **kwargs)
+
+    def to_representation(self, reports) -> dict[str, dict]:
+        return {provider.value: QuotaSerializer(report).data for provider, report in reports.items()}
+
+
 class HealthOutputSerializer(serializers.Serializer):
     """The /health/ body: overall status, whether each provider can be called, circuits and dependencies."""
 
@@ -365,6 +438,7 @@ class HealthOutputSerializer(serializers.Serializer):
     sandbox = serializers.BooleanField()
     circuit_breakers = CircuitsField(source="circuits")
     checks = serializers.SerializerMethodField()
+    quota = QuotasField(source="quotas", help_text="each provider's quota and Plant.id's daily credit budget")
 
     def get_fields(self):
         fields = super().get_fields()
@@ -425,3 +499,11 @@ class CircuitOverrideFormSerializer(CircuitOverrideInputSerializer):
         max_value=OVERRIDE_MAX_SECONDS,
         help_text=f"seconds until the override lapses, at most {OVERRIDE_MAX_SECONDS} (30 days); omit for no expiry",
     )
+
+
+class IdentifyFieldsInputSerializer(IdentifyInputSerializer):
+    """The identify request with its uploads left undecoded: what an ``Idempotency-Key`` fingerprint is made of
+    (the fields validated as identify validates them), so a replay costs no image decoding."""
+
+    def validate_images(self, uploads):
+        return uploads

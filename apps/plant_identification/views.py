@@ -6,7 +6,7 @@ from django.http import HttpResponse
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotAuthenticated, NotFound
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -29,11 +29,20 @@ from apps.plant_identification.serializers import (
     ErrorOutputSerializer,
     HealthOutputSerializer,
     IdentificationOutputSerializer,
+    IdentifyFieldsInputSerializer,
     IdentifyInputSerializer,
     LiveOutputSerializer,
     PayloadTooLargeError,
     ReadinessOutputSerializer,
     UnavailableOutputSerializer,
+)
+from apps.plant_identification.services.idempotency import (
+    HEADER,
+    MAX_KEY_LENGTH,
+    idempotency_key_read,
+    idempotency_scope,
+    identification_once,
+    request_fingerprint,
 )
 from apps.plant_identification.services.identify import plant_identify
 from apps.plant_identification.services.late_answers import identification_settle
@@ -52,6 +61,21 @@ def _status(ok: bool) -> int:
     return status.HTTP_200_OK if ok else status.HTTP_503_SERVICE_UNAVAILABLE
 
 
+ACCEPTED_IMAGE_TYPES = "image/jpeg, image/png, image/webp, image/heic, image/heif"  # images.py decodes these
+
+IDEMPOTENCY_KEY = OpenApiParameter(
+    HEADER,
+    {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH},
+    OpenApiParameter.HEADER,
+    description=(
+        "Optional, 1 to 255 printable ASCII characters (a UUID, say), scoped to the caller. The same key with the "
+        "same images and fields within IDEMPOTENCY_KEY_TTL (24 h) replays the stored identification (same id, no "
+        "provider call, header Idempotent-Replayed: true); with other content it is a 422. Concurrent requests "
+        "with one key make one identification: the others wait for it."
+    ),
+)
+
+
 @method_decorator(transaction.non_atomic_requests, name="dispatch")
 class PlantIdentifyView(APIView):
     """POST photos of one plant; answer the merged identification (200) or 4xx/503."""
@@ -61,28 +85,63 @@ class PlantIdentifyView(APIView):
     throttle_classes = [IdentifyThrottle]
 
     @extend_schema(
-        request={"multipart/form-data": IdentifyInputSerializer},
+        request={
+            "multipart/form-data": OpenApiRequest(
+                IdentifyInputSerializer, encoding={"images": {"contentType": ACCEPTED_IMAGE_TYPES}}
+            )
+        },
+        parameters=[IDEMPOTENCY_KEY],
         responses={
             200: IdentificationOutputSerializer,
-            400: _error("Invalid input: no image, not an image, bad organs or coordinates (``errors`` by field)."),
+            400: _error(
+                "Invalid input: no image, not an image, bad organs or coordinates, a malformed Idempotency-Key "
+                "(``errors`` by field)."
+            ),
             401: _error("Missing or invalid credentials while anonymous identification is off."),
             403: _error("A session POST without its CSRF token."),
             411: _error("A chunked upload without a Content-Length."),
             413: _error("An image or the whole upload over its size limit."),
             415: _error("A body that is not multipart/form-data (or a url-encoded form)."),
+            422: _error("This Idempotency-Key was used with other images or fields."),
             429: _error("Throttled (IDENTIFY_THROTTLE_RATE); see Retry-After."),
             503: OpenApiResponse(UnavailableOutputSerializer, description="No provider could answer; see Retry-After."),
         },
     )
     def post(self, request):
+        key = idempotency_key_read(request.headers)  # a malformed key is a 400 before any of the body is read
         require_declared_length(request)  # 411 for a chunked upload, before reading any of it
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
         if declared > settings.IDENTIFY_MAX_REQUEST_BYTES:  # refuse before reading the body
             raise PayloadTooLargeError(f"The upload is larger than {settings.IDENTIFY_MAX_REQUEST_BYTES} bytes.")
+        if key is None:
+            return self._answer(self._identify(request))
+        keyed = identification_once(
+            scope=idempotency_scope(request.user),
+            key=key,
+            fingerprint=self._fingerprint(request),
+            identify=lambda: self._identify(request),
+        )
+        return self._answer(keyed.identification, replayed=keyed.replayed)
+
+    @staticmethod
+    def _identify(request):
         serializer = IdentifyInputSerializer.from_request(request)
         serializer.is_valid(raise_exception=True)
-        identification = plant_identify(request=serializer.to_identify_request(), user=request.user)
-        return Response(IdentificationOutputSerializer(identification).data, status=status.HTTP_200_OK)
+        return plant_identify(request=serializer.to_identify_request(), user=request.user)
+
+    @staticmethod
+    def _fingerprint(request) -> str:
+        """The parsed request's fingerprint, its uploads hashed undecoded: a replay costs no image decoding."""
+        fields = IdentifyFieldsInputSerializer.from_request(request)
+        if not fields.is_valid():
+            IdentifyInputSerializer.from_request(request).is_valid(raise_exception=True)  # the 400 it gets keyless
+            fields.is_valid(raise_exception=True)
+        return request_fingerprint(**fields.validated_data)
+
+    @staticmethod
+    def _answer(identification, *, replayed: bool = False) -> Response:
+        headers = {"Idempotent-Replayed": "true"} if replayed else None
+        return Response(IdentificationOutputSerializer(identification).data, status=status.HTTP_200_OK, headers=headers)
 
 
 class IdentificationDetailView(APIView):

@@ -5,6 +5,8 @@ and runs every check (no 500, no undocumented status code or content type, every
 auth really enforced, stateful links from identify to the identification read), bounded and seeded.
 """
 
+import os
+import re
 import shutil
 import subprocess
 import sys
@@ -17,6 +19,7 @@ import schemathesis
 from bench.load import Stack, photo
 
 CONFIG = Path(__file__).with_name("schemathesis.toml")
+ROOT = Path(__file__).resolve().parents[2]
 STAFF_TOKEN = (
     "from django.contrib.auth import get_user_model; from rest_framework.authtoken.models import Token; "
     "user, _ = get_user_model().objects.get_or_create(username='fuzz', defaults={'is_staff': True}); "
@@ -56,8 +59,9 @@ def test_schemathesis_finds_no_defect(stack, tmp_path):
     token = stack.django(STAFF_TOKEN)
     base = f"http://127.0.0.1:{stack.port}"
     auth = {"Authorization": f"Token {token}"}
-    # Random bytes are never a photo: identify once for real, check both answers against the schema, and let
-    # schemathesis read that identification back (it follows the identify -> read link when it gets a 200).
+    # Identify once for real and check both answers against the schema; schemathesis_hooks.py makes schemathesis
+    # send that same photo (cached from here on) as identify's images, so its stateful phase gets 200s and
+    # follows the identify -> read link by itself.
     schema = schemathesis.openapi.from_url(f"{base}/api/schema/")
     identified = requests.post(f"{base}{IDENTIFY}", files={"images": ("p.jpg", photo(1))}, headers=auth, timeout=30)
     assert identified.status_code == 200, identified.text
@@ -90,5 +94,8 @@ def test_schemathesis_finds_no_defect(stack, tmp_path):
         "10",
         "--no-color",
     ]
-    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=240, check=False)  # noqa: S603
+    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.plant_identification.schemathesis_hooks", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False)  # noqa: S603
     assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-3000:]
+    # Identify answered 200 with a real photo, and the stateful phase followed its link to the read.
+    assert re.search(r"API Links:\s+1 covered / 1 selected", result.stdout), result.stdout[-6000:]

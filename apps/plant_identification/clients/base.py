@@ -118,9 +118,14 @@ class BaseProviderClient:
         """``request`` as this provider is asked it now (e.g. without a paid option when its budget is short)."""
         return request
 
-    def admit(self, outbound: OutboundRequest) -> None:
+    def admit(self, outbound: OutboundRequest) -> Any:
         """Run before a call is sent, by the one caller of a single flight: raise a ``ProviderError`` to refuse it
-        (a quota known to be spent, a budget reached)."""
+        (a quota known to be spent, a budget reached). What it returns (e.g. credits reserved) goes to ``settle``."""
+        return None
+
+    def settle(self, outbound: OutboundRequest, admitted: Any, error: BaseException | None) -> None:
+        """Run once after an admitted call, answered (``error`` None) or not: e.g. give back credits the call did
+        not cost. Must not raise."""
 
     def observe(self, response: requests.Response) -> None:
         """Run on every HTTP response the provider sends, before it is interpreted (what it says of its quota)."""
@@ -166,8 +171,13 @@ class BaseProviderClient:
             raise
 
     def _call_and_cache(self, outbound: OutboundRequest, deadline: float | None, key: str) -> ProviderAnswer:
-        self.admit(outbound)
-        answer = self._send_protected(outbound, deadline)
+        admitted = self.admit(outbound)
+        try:
+            answer = self._send_protected(outbound, deadline)
+        except BaseException as exc:
+            self.settle(outbound, admitted, exc)
+            raise
+        self.settle(outbound, admitted, None)
         answer_store(key, answer, provider_spec(self.provider), self.wall_clock())
         return answer
 

@@ -1,15 +1,30 @@
-"""Plant.id v3 specifics: Api-Key auth, base64 JSON payload with health in the same call, parsing."""
+"""Plant.id v3 specifics: Api-Key auth, base64 JSON payload with health in the same call, parsing, credits."""
 
 import base64
+import dataclasses
+import logging
 import math
 import re
 from typing import Any
 
 import requests
+from django.conf import settings
 
 from apps.plant_identification.clients.base import BaseProviderClient, OutboundRequest, seconds_until_period_end
+from apps.plant_identification.exceptions import ProviderResponseError, ProviderTimeoutError
+from apps.plant_identification.metrics import credits_spent_record
 from apps.plant_identification.providers import Provider
+from apps.plant_identification.quotas.credits import (
+    Reservation,
+    budget_refusal,
+    credits_refund,
+    credits_reserve,
+    credits_spent,
+)
+from apps.plant_identification.quotas.usage_poll import usage_poll_maybe
 from apps.plant_identification.types import IdentifyRequest, ProviderAnswer, Suggestion
+
+logger = logging.getLogger(__name__)
 
 # Plant and disease detail views share one `details` query parameter: one list names both.
 DETAILS = (
@@ -48,6 +63,15 @@ DISEASE_DETAIL_KEYS = ("local_name", "description", "treatment", "classification
 # "The specified api key reached its day credit limit (100)." (also week and month): back when the period ends.
 CREDIT_LIMIT = re.compile(r"reached its (day|week|month) credit limit")
 OUT_OF_CREDITS = "sufficient number of available credits"  # only a top-up helps
+# Failures after which the call may have been charged: no answer in time (Plant.id may have answered after we
+# stopped listening) and a 2xx we could not parse. Every other failure (an HTTP error, a refused connection, an
+# open circuit) was not charged, and its credits are given back.
+MAY_HAVE_BEEN_CHARGED = (ProviderTimeoutError, ProviderResponseError)
+
+
+def credits_cost(outbound: OutboundRequest) -> int:
+    """What Plant.id charges for ``outbound`` when it answers: 1 credit, 1 more with the health assessment."""
+    return 2 if (outbound.json or {}).get("health") else 1
 
 
 def _value(view: Any) -> Any:
@@ -81,6 +105,37 @@ class PlantIdClient(BaseProviderClient):
             headers={"Api-Key": self.api_key},
             json=body,
         )
+
+    def request_for(self, request: IdentifyRequest) -> IdentifyRequest:
+        """Without the health assessment when one credit is left of today's budget (rather than failing); it
+        is also where the fleet's usage_info poll is started when it is due."""
+        now = self.wall_clock()
+        usage_poll_maybe(now)
+        budget = settings.PLANT_ID_DAILY_CREDIT_BUDGET
+        if budget is None or not request.include_diseases or budget - credits_spent(now) != 1:
+            return request
+        logger.info("[QUOTA] plant_id: 1 credit left of today's budget: asking without the health assessment")
+        return dataclasses.replace(request, include_diseases=False)
+
+    def admit(self, outbound: OutboundRequest) -> Reservation:
+        """Reserve the call's credits from today's budget (fleet-wide, atomic), or refuse it without a call."""
+        cost, now = credits_cost(outbound), self.wall_clock()
+        reservation, spent = credits_reserve(cost, now, settings.PLANT_ID_DAILY_CREDIT_BUDGET)
+        if reservation is None:
+            raise budget_refusal(self.provider.value, cost, spent, now)
+        return reservation
+
+    def settle(self, outbound: OutboundRequest, admitted: Reservation | None, error: BaseException | None) -> None:
+        """Keep the credits of a call that was (or may have been) charged; give the others back."""
+        if admitted is None:
+            return
+        try:
+            if error is None or isinstance(error, MAY_HAVE_BEEN_CHARGED):
+                credits_spent_record(self.provider.value, admitted.cost)
+            else:
+                credits_refund(admitted)
+        except Exception:  # the ledger must never cost an answer
+            logger.exception("[QUOTA] could not settle plant_id credits")
 
     def quota_reset_seconds(self, response: requests.Response) -> float | None:
         limit = CREDIT_LIMIT.search(response.text)

@@ -13,6 +13,7 @@ The fault plan applies to the identification requests (the ones that cost credit
 
 import json
 import logging
+import math
 import re
 import socket
 import struct
@@ -56,9 +57,10 @@ PLANT_ID_ERRORS = {
 }
 
 
-def _seconds_to_utc_midnight() -> int:
-    now = datetime.now(UTC)
-    return int((now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1) - now).total_seconds())
+def _seconds_to_utc_midnight(now: float) -> int:
+    moment = datetime.fromtimestamp(now, UTC)
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    return max(1, math.ceil((midnight - moment).total_seconds()))
 
 
 class SandboxState:
@@ -66,14 +68,32 @@ class SandboxState:
     and Pl@ntNet's daily counters."""
 
     def __init__(
-        self, seed: int = 0, plantnet_daily_quota: int = PLANTNET_DAILY_QUOTA, plant_id_credits: int = PLANT_ID_CREDITS
+        self,
+        seed: int = 0,
+        plantnet_daily_quota: int = PLANTNET_DAILY_QUOTA,
+        plant_id_credits: int = PLANT_ID_CREDITS,
+        plant_id_keys: frozenset[str] | None = None,
+        clock=time.time,
     ) -> None:
         self.faults = FaultPlan(seed)
         self.plantnet_daily_quota = plantnet_daily_quota
-        self.plant_id = PlantIdStore(plant_id_credits)
+        self.plant_id = PlantIdStore(plant_id_credits, keys=plant_id_keys)
         self.stats: Counter = Counter()
-        self.plantnet_used: Counter = Counter()
+        self.plantnet_used: Counter = Counter()  # identifications per (api key, UTC day): the quota resets at 00:00
         self.lock = threading.Lock()
+        self.clock = clock  # epoch seconds: the UTC day of Pl@ntNet's quota (tests move it)
+
+    def plantnet_take(self, key: str) -> tuple[bool, int, int]:
+        """Count one identification against the key's quota today, unless it is used up: (taken, remaining
+        after it, seconds until 00:00 UTC)."""
+        now = self.clock()
+        day = datetime.fromtimestamp(now, UTC).date()
+        with self.lock:
+            used = self.plantnet_used[(key, day)]
+            taken = used < self.plantnet_daily_quota
+            if taken:
+                used = self.plantnet_used[(key, day)] = used + 1
+        return taken, max(self.plantnet_daily_quota - used, 0), _seconds_to_utc_midnight(now)
 
     def count(self, key: str) -> None:
         with self.lock:
@@ -210,11 +230,15 @@ class SandboxHandler(BaseHTTPRequestHandler):
         api_key = self.headers.get("Api-Key")
         if not api_key:
             return self._text(401, NO_API_KEY)
+        refusal = self.state.plant_id.key_refusal(api_key)
+        if refusal:
+            return self._text(401, refusal)
         if path in creating:
             return self._with_faults(
                 "plant_id", lambda fault: self._plant_id_create(api_key, body, query, creating[path], fault)
             )
         if path == "/usage_info":
+            self.state.count("plant_id:usage_info")
             return self._json(200, self.state.plant_id.usage(api_key))
         if stored["feedback"]:
             return self._plant_id_feedback(stored["key"], body)
@@ -285,14 +309,12 @@ class SandboxHandler(BaseHTTPRequestHandler):
             request = plantnet_request(self.command, project, query, body, self.headers.get("Content-Type", ""))
         except BoomError as exc:
             return self._json(exc.status, exc.body)
-        with self.state.lock:
-            self.state.plantnet_used[key] += 1
-            remaining = self.state.plantnet_daily_quota - self.state.plantnet_used[key]
+        taken, remaining, reset = self.state.plantnet_take(key)
         headers = {
             "RateLimit-Policy": f'"dailyQuota";q={self.state.plantnet_daily_quota};w=86400',
-            "RateLimit": f'"dailyQuota";r={max(remaining, 0)};t={_seconds_to_utc_midnight()}',
+            "RateLimit": f'"dailyQuota";r={remaining};t={reset}',
         }
-        if remaining < 0:
+        if not taken:
             return self._json(429, boom(429, "Too Many Requests", "Too Many Requests"), headers=headers)
         if request.ranking is None and not request.no_reject:
             return self._json(404, boom(404, "Not Found", "Species not found"), headers=headers)

@@ -8,6 +8,11 @@ from collections import Counter, OrderedDict
 from apps.plant_identification.sandbox.plant_id_answers import PROCESSING_SECONDS, StoredIdentification
 
 OUT_OF_CREDITS = "The specified api key does not have sufficient number of available credits."
+UNKNOWN_KEY = "The specified api key not found."
+INACTIVE_KEY = "The specified api key is not active."
+# With no key list every key is known, except these test triggers (Plant.id's 401 sentences on every route).
+UNKNOWN_KEY_PREFIX = "unknown-"
+INACTIVE_KEY_PREFIX = "inactive-"
 TOKEN_ALPHABET = string.ascii_letters + string.digits
 TOKEN_LENGTH = 15
 CAPACITY = 10_000  # the oldest identifications are forgotten first, so a long load run stays bounded
@@ -20,13 +25,22 @@ def new_access_token() -> str:
 class PlantIdStore:
     """Identifications by access token (and custom_id), and the credits each API key has used; thread-safe."""
 
-    def __init__(self, credits: int, capacity: int = CAPACITY) -> None:
+    def __init__(self, credits: int, capacity: int = CAPACITY, keys: frozenset[str] | None = None) -> None:
         self.credits = credits
         self.capacity = capacity
+        self.keys = keys  # the known API keys; None: every key but the UNKNOWN_/INACTIVE_KEY_PREFIX triggers
         self._lock = threading.Lock()
         self._identifications: OrderedDict[str, StoredIdentification] = OrderedDict()
         self._by_custom_id: dict[int, str] = {}
         self._used: Counter = Counter()
+
+    def key_refusal(self, api_key: str) -> str | None:
+        """Plant.id's 401 sentence for a key it does not accept, None for a known, active key."""
+        if api_key.startswith(INACTIVE_KEY_PREFIX):
+            return INACTIVE_KEY
+        if self.keys is None:
+            return UNKNOWN_KEY if api_key.startswith(UNKNOWN_KEY_PREFIX) else None
+        return None if api_key in self.keys else UNKNOWN_KEY
 
     def add(self, record: StoredIdentification) -> None:
         with self._lock:

@@ -21,7 +21,9 @@ def test_schema_tells_the_truth(anonymous_client):
     identify = paths["/api/v1/plant-identification/identify/"]["post"]
     images = components["IdentifyInputRequest"]["properties"]["images"]
     assert images["items"] == {"type": "string", "format": "binary"}
-    assert set(identify["responses"]) == {"200", "400", "401", "403", "411", "413", "415", "429", "503"}
+    assert set(identify["responses"]) == {"200", "400", "401", "403", "411", "413", "415", "422", "429", "503"}
+    encoding = identify["requestBody"]["content"]["multipart/form-data"]["encoding"]
+    assert encoding["images"]["contentType"] == "image/jpeg, image/png, image/webp, image/heic, image/heif"
     assert "links" in identify["responses"]["200"]
     read = paths["/api/v1/plant-identification/identifications/{identification_id}/"]["get"]
     assert set(read["responses"]) == {"200", "401", "404"}

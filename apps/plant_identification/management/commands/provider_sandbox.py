@@ -43,6 +43,13 @@ class Command(BaseCommand):
             default=500,
             help="Pl@ntNet identifications per key per day before real 429s",
         )
+        parser.add_argument(
+            "--plant-id-key",
+            action="append",
+            default=[],
+            metavar="KEY",
+            help="a Plant.id API key the sandbox knows (repeat); none: every key but unknown-* and inactive-*",
+        )
 
     def handle(self, *args, **options):
         changes = merge_options(options["latency"], options["fault"])
@@ -50,7 +57,11 @@ class Command(BaseCommand):
             for name in ("hang_seconds", "retry_after"):
                 if options[name] is not None:
                     changes.setdefault(provider, {})[name] = options[name]
-        state = SandboxState(options["seed"], plantnet_daily_quota=options["plantnet_daily_quota"])
+        state = SandboxState(
+            options["seed"],
+            plantnet_daily_quota=options["plantnet_daily_quota"],
+            plant_id_keys=frozenset(options["plant_id_key"]) or None,
+        )
         try:
             state.faults.update(changes)
         except ValueError as exc:

@@ -1,0 +1,42 @@
+"""What each provider last said of its quota, kept fleet-wide in the shared cache (no database)."""
+
+import logging
+from datetime import UTC, datetime, timedelta
+
+from django.core.cache import cache
+
+from apps.plant_identification.providers import Provider
+
+logger = logging.getLogger(__name__)
+
+KEEP_SECONDS = 2 * 86400  # an observation older than a day's quota window says nothing useful
+
+
+def _key(provider: Provider) -> str:
+    return f"plantid:quota:{provider.value}"
+
+
+def seconds_to_utc_midnight(now: float) -> float:
+    """Seconds from ``now`` (epoch seconds) to the next 00:00 UTC."""
+    moment = datetime.fromtimestamp(now, UTC)
+    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    return (midnight - moment).total_seconds()
+
+
+def quota_record(provider: Provider, observation: dict) -> None:
+    """Store what ``provider`` just said of its quota (merged over the last observation: a response that says
+    less keeps what an earlier one said); never raises."""
+    try:
+        merged = {**(cache.get(_key(provider)) or {}), **observation}
+        cache.set(_key(provider), merged, KEEP_SECONDS)
+    except Exception:  # a quota note must never cost an answer
+        logger.exception("[QUOTA] could not record %s's quota", provider.value)
+
+
+def quota_observed(provider: Provider) -> dict | None:
+    """The last observation of ``provider``'s quota (epoch-second times), None if there is none."""
+    try:
+        return cache.get(_key(provider))
+    except Exception:
+        logger.exception("[QUOTA] could not read %s's quota", provider.value)
+        return None
