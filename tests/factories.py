@@ -1,10 +1,13 @@
 """Test builders shared across modules: recorded provider bodies, images, requests, fake clients, a clock."""
 
+import contextlib
 import io
 import json
+import logging
 import threading
 from pathlib import Path
 
+import responses
 from PIL import Image
 
 from apps.plant_identification.images import image_normalise
@@ -101,3 +104,60 @@ def point_circuits_at(settings, url: str) -> None:
     """Make the breaker storage (and the Redis health check) use ``url``, with the production options."""
     settings.REDIS_URL = url
     settings.CACHES = {**settings.CACHES, "circuits": {**settings.CACHES["circuits"], "LOCATION": url}}
+
+
+class LogCounter(logging.Handler):
+    """Counts the records of one logger whose message contains ``phrase`` (e.g. the callers that started to wait
+    for a call in flight); ``wait_for(n)`` blocks until n have been seen."""
+
+    def __init__(self, phrase: str) -> None:
+        super().__init__()
+        self.phrase = phrase
+        self.count = 0
+        self.changed = threading.Condition()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.phrase in record.getMessage():
+            with self.changed:
+                self.count += 1
+                self.changed.notify_all()
+
+    def wait_for(self, count: int) -> None:
+        with self.changed:
+            assert self.changed.wait_for(lambda: self.count >= count, timeout=10), self.count
+
+
+@contextlib.contextmanager
+def log_counter(logger_name: str, phrase: str):
+    """A ``LogCounter`` attached to ``logger_name`` (at INFO) for the block."""
+    counter = LogCounter(phrase)
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.addHandler(counter)
+    logger.setLevel(logging.INFO)
+    try:
+        yield counter
+    finally:
+        logger.removeHandler(counter)
+        logger.setLevel(level)
+
+
+def providers_held(mocked_responses) -> tuple[threading.Event, threading.Event]:
+    """Both providers answer their recorded identifications, holding every request until ``release`` (the first
+    returned event) is set; ``entered`` (the second) is set once a request has arrived."""
+    release, entered = threading.Event(), threading.Event()
+
+    def held(name: str, status: int):
+        def answer(request):
+            entered.set()
+            release.wait(10)
+            return status, {}, json.dumps(fixture_json(name))
+
+        return answer
+
+    for url, name, status in (
+        (PLANT_ID_URL, "plant_id_identification_ok.json", 201),
+        (PLANTNET_URL, "plantnet_identify_ok.json", 200),
+    ):
+        mocked_responses.add_callback(responses.POST, url, callback=held(name, status), content_type="application/json")
+    return release, entered

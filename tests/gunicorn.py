@@ -21,6 +21,9 @@ from tests.factories import jpeg_bytes
 ROOT = Path(__file__).resolve().parents[1]
 IDENTIFY = "/api/v1/plant-identification/identify/"
 IDENTIFICATIONS = "/api/v1/plant-identification/identifications/"
+# gunicorn options that log each request as "<pid> METHOD PATH STATUS", for ``SandboxedService.answered_by``.
+ACCESS_LOG_ARGS = ["--access-logfile", "/dev/stderr", "--access-logformat", "%(p)s %(m)s %(U)s %(s)s"]
+ACCESS = re.compile(r"^<(\d+)> (\S+) (\S+) (\d{3})$")
 
 
 class GunicornProcess:
@@ -133,3 +136,8 @@ class SandboxedService(GunicornProcess):
         response = requests.get(f"{self.url}{IDENTIFICATIONS}{identification_id}/", timeout=30)
         assert response.status_code == 200, response.text
         return response.json()
+
+    def answered_by(self, path: str = IDENTIFY, status: int = 200) -> set[int]:
+        """The pids of the workers that answered ``path`` with ``status`` (with ``ACCESS_LOG_ARGS``)."""
+        lines = (ACCESS.match(line.strip()) for line in self.log)
+        return {int(m.group(1)) for m in lines if m and m.group(3) == path and m.group(4) == str(status)}

@@ -3,7 +3,6 @@ sharing one Redis; waiters get the leader's answer or its failure; a dead leader
 takes over."""
 
 import json
-import logging
 import os
 import signal
 import subprocess
@@ -22,7 +21,15 @@ from apps.plant_identification.models import Identification
 from apps.plant_identification.sandbox.server import sandbox_start
 from apps.plant_identification.services import identify as identify_service
 from apps.plant_identification.services.identify import plant_identify
-from tests.factories import PLANT_ID_URL, PLANTNET_URL, fixture_json, make_request
+from tests.factories import (
+    PLANT_ID_URL,
+    PLANTNET_URL,
+    LogCounter,
+    fixture_json,
+    log_counter,
+    make_request,
+    providers_held,
+)
 
 ROOT = Path(__file__).resolve().parents[3]
 CALLERS = 10
@@ -38,33 +45,10 @@ def client(**options) -> PlantNetClient:
     )
 
 
-class Waiters(logging.Handler):
-    """Counts the callers that found an identical call in flight and started waiting for it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-        self.changed = threading.Condition()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "waiting for an identical call" in record.getMessage():
-            with self.changed:
-                self.count += 1
-                self.changed.notify_all()
-
-    def wait_for(self, count: int) -> None:
-        with self.changed:
-            assert self.changed.wait_for(lambda: self.count >= count, timeout=10), self.count
-
-
 @pytest.fixture
 def waiters():
-    handler = Waiters()
-    logger = logging.getLogger("apps.plant_identification.clients.single_flight")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
+    with log_counter("apps.plant_identification.clients.single_flight", "waiting for an identical call") as counter:
+        yield counter
 
 
 def held_upstream(mocked_responses, reply):
@@ -80,7 +64,7 @@ def held_upstream(mocked_responses, reply):
     return release, entered
 
 
-def call_together(first_entered: threading.Event, release: threading.Event, waiters: Waiters):
+def call_together(first_entered: threading.Event, release: threading.Event, waiters: LogCounter):
     """One caller goes first and reaches the upstream; the others start while it is held there and wait."""
     shared = client()
     results: list = [None] * CALLERS
@@ -212,22 +196,7 @@ def test_ten_identical_identifications_at_once_call_each_provider_once_and_are_a
                 return store(**kwargs)
 
         monkeypatch.setattr(identify_service, "identification_store", store_one_at_a_time)
-    release, entered = threading.Event(), threading.Event()
-
-    def held(body, status):
-        def answer(request):
-            entered.set()
-            release.wait(10)
-            return status, {}, json.dumps(body)
-
-        return answer
-
-    mocked_responses.add_callback(
-        responses.POST, PLANTNET_URL, callback=held(fixture_json("plantnet_identify_ok.json"), 200)
-    )
-    mocked_responses.add_callback(
-        responses.POST, PLANT_ID_URL, callback=held(fixture_json("plant_id_identification_ok.json"), 201)
-    )
+    release, entered = providers_held(mocked_responses)
     identifications = []
 
     def identify():

@@ -1,7 +1,6 @@
 """The Idempotency-Key service: key checks, the request fingerprint, claim, replay, expiry, failure, takeover."""
 
 import io
-import logging
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ from apps.plant_identification.services.idempotency import (
     identification_once,
     request_fingerprint,
 )
+from tests.factories import log_counter
 
 SCOPE = "user:1"
 START = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
@@ -56,34 +56,10 @@ class Identifier:
         return Identification.objects.create(image_count=1)
 
 
-class Waiting(logging.Handler):
-    """Counts the requests that found their key in flight and started waiting."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-        self.changed = threading.Condition()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "waiting for the request in flight" in record.getMessage():
-            with self.changed:
-                self.count += 1
-                self.changed.notify_all()
-
-    def wait_for(self, count: int) -> None:
-        with self.changed:
-            assert self.changed.wait_for(lambda: self.count >= count, timeout=10), self.count
-
-
 @pytest.fixture
 def waiting():
-    handler = Waiting()
-    logger = logging.getLogger("apps.plant_identification.services.idempotency")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(logging.NOTSET)
+    with log_counter("apps.plant_identification.services.idempotency", "waiting for the request in flight") as counter:
+        yield counter
 
 
 def once(fingerprint="a" * 64, identify=None, *, key="key-1", scope=SCOPE, **fakes):

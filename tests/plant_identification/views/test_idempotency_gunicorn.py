@@ -8,9 +8,7 @@ Redis the test run's.
 
 import json
 import os
-import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,72 +17,32 @@ from pathlib import Path
 
 import pytest
 import requests
-from django.db import connection
 
-from apps.plant_identification.sandbox import SANDBOX_KEY
 from apps.plant_identification.sandbox.server import sandbox_start
 from apps.plant_identification.services.idempotency import LEASE_MARGIN
 from tests.factories import jpeg_bytes
-from tests.gunicorn import ROOT, GunicornProcess
+from tests.gunicorn import ACCESS_LOG_ARGS, ROOT, SandboxedService
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 IDENTIFY = "/api/v1/plant-identification/identify/"
 REQUESTS = 10
 THREADS = REQUESTS // 2  # per worker, and as many connections: each worker holds half of the requests at most
-ACCESS = re.compile(r"^<(\d+)> POST /api/v1/plant-identification/identify/ (\d{3})$")
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _database_url(tmp_path: Path) -> str:
-    """The test run's PostgreSQL database (already migrated), or a migrated SQLite file for this test."""
-    if connection.vendor == "postgresql":
-        db = connection.settings_dict
-        return f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-    url = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    env = {**os.environ, "DATABASE_URL": url, "DJANGO_DEBUG": "true"}
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True, timeout=120)
-    return url
-
-
-class Service(GunicornProcess):
+class Service(SandboxedService):
     """gunicorn with two gthread workers, each taking at most THREADS connections at once, logging each request's
     worker pid."""
 
     def __init__(self, tmp_path: Path, sandbox, *, workers: int = 2, **overrides: str) -> None:
-        self.url = f"http://127.0.0.1:{_free_port()}"
-        self.database_url = _database_url(tmp_path)
         env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "backend.settings",
-            "DJANGO_DEBUG": "false",
             "DJANGO_SECRET_KEY": "idempotency-" + "k" * 40,
-            "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
-            "DJANGO_SECURE_SSL_REDIRECT": "false",
-            "DJANGO_SECURE_HSTS_SECONDS": "0",
-            "DJANGO_SECURE_COOKIES": "false",
             "DJANGO_LOG_LEVEL": "WARNING",
-            "DATABASE_URL": self.database_url,
-            "ALLOW_PROVIDER_SANDBOX": "true",
-            "PLANT_ID_API_KEY": SANDBOX_KEY,
-            "PLANT_ID_API_URL": sandbox.plant_id_url(),
-            "PLANTNET_API_KEY": SANDBOX_KEY,
-            "PLANTNET_API_URL": sandbox.plantnet_url(),
             "PLANT_ID_TIMEOUT": "10",
             "PLANTNET_TIMEOUT": "10",
-            "IDENTIFY_ALLOW_ANONYMOUS": "true",
-            "IDENTIFY_THROTTLE_RATE": "none",
-            "PROVIDER_MAX_RETRIES": "0",
             **overrides,
         }
-        args = ["-w", str(workers), "-k", "gthread", "--threads", str(THREADS), "--worker-connections", str(THREADS)]
-        args += ["--access-logfile", "/dev/stderr", "--access-logformat", "%(p)s %(m)s %(U)s %(s)s"]
-        args += ["-b", self.url.removeprefix("http://")]
-        super().__init__(args, env)
+        args = ["-w", str(workers), "--threads", str(THREADS), "--worker-connections", str(THREADS), *ACCESS_LOG_ARGS]
+        super().__init__(tmp_path, sandbox, args=args, env=env)
 
     def stored(self) -> dict:
         """What the service's database holds (another process's: a SQLite file is not the test run's)."""
@@ -96,19 +54,6 @@ class Service(GunicornProcess):
         manage = [sys.executable, "manage.py", "shell", "-c", code]
         done = subprocess.run(manage, cwd=ROOT, env=self.env, check=True, timeout=60, capture_output=True, text=True)  # noqa: S603
         return json.loads(done.stdout.strip().splitlines()[-1])
-
-    def wait_serving(self, workers: int = 2) -> list[int]:
-        """The workers' pids, once gunicorn answers."""
-        pids = [self.booted_worker() for _ in range(workers)]
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if requests.get(f"{self.url}/health/live/", timeout=5).status_code == 200:
-                    return pids
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("gunicorn never answered")
 
 
 @pytest.fixture
@@ -124,7 +69,7 @@ def service(tmp_path, sandbox):
     # Both providers take a second: every request arrives while the first one is still identifying.
     sandbox.state.faults.update({"plant_id": {"latency": {"fixed": 1000}}, "plantnet": {"latency": {"fixed": 1000}}})
     server = Service(tmp_path, sandbox)
-    server.wait_serving()
+    server.wait_serving(workers=2)
     yield server
     server.stop()
     assert "Traceback" not in "".join(server.log), "".join(server.log)
@@ -155,8 +100,7 @@ def test_ten_concurrent_requests_with_one_key_on_two_workers_make_one_identifica
     assert sandbox.state.stats["plant_id:requests"] == 1
     assert sandbox.state.stats["plantnet:requests"] == 1
     service.stop()  # every access line is in the log once it has exited
-    served_by = {int(m.group(1)) for line in service.log if (m := ACCESS.match(line.strip()))}
-    assert len(served_by) == 2, "both workers answered some of the requests"
+    assert len(service.answered_by()) == 2, "both workers answered some of the requests"
 
 
 def test_a_worker_killed_holding_a_key_is_taken_over_by_the_next_request_once_the_lease_lapses(tmp_path, sandbox):

@@ -2,8 +2,6 @@
 the feature switch, per-caller scope and the schema; providers faked in their wire formats."""
 
 import io
-import json
-import logging
 import threading
 from datetime import timedelta
 
@@ -16,7 +14,7 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from apps.plant_identification.models import IdempotencyKey, Identification
-from tests.factories import PLANT_ID_URL, PLANTNET_URL, fixture_json, jpeg_bytes
+from tests.factories import PLANT_ID_URL, PLANTNET_URL, fixture_json, jpeg_bytes, log_counter, providers_held
 
 pytestmark = pytest.mark.django_db
 IDENTIFY = reverse("plant_identification:identify")
@@ -231,34 +229,10 @@ def test_the_schema_documents_the_header_and_the_422(anonymous_client):
     assert identify["responses"]["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorOutput")
 
 
-class Waiting(logging.Handler):
-    """Counts the requests that found their key in flight and started waiting."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.count = 0
-        self.changed = threading.Condition()
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if "waiting for the request in flight" in record.getMessage():
-            with self.changed:
-                self.count += 1
-                self.changed.notify_all()
-
-    def wait_for(self, count: int) -> None:
-        with self.changed:
-            assert self.changed.wait_for(lambda: self.count >= count, timeout=10), self.count
-
-
 @pytest.fixture
 def waiting():
-    handler = Waiting()
-    logger = logging.getLogger("apps.plant_identification.services.idempotency")
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(logging.NOTSET)
+    with log_counter("apps.plant_identification.services.idempotency", "waiting for the request in flight") as counter:
+        yield counter
 
 
 @pytest.mark.django_db(transaction=True)
@@ -266,22 +240,7 @@ def test_concurrent_requests_with_one_key_make_one_identification_on_postgresql(
     if connection.vendor != "postgresql":
         pytest.skip("SQLite's shared in-memory test database refuses concurrent writers; PostgreSQL runs this")
     callers = 6
-    release, entered = threading.Event(), threading.Event()
-
-    def held(body, status):
-        def answer(request):
-            entered.set()
-            release.wait(10)
-            return status, {}, json.dumps(body)
-
-        return answer
-
-    mocked_responses.add_callback(
-        responses.POST, PLANT_ID_URL, callback=held(fixture_json("plant_id_identification_ok.json"), 201)
-    )
-    mocked_responses.add_callback(
-        responses.POST, PLANTNET_URL, callback=held(fixture_json("plantnet_identify_ok.json"), 200)
-    )
+    release, entered = providers_held(mocked_responses)
     answers = []
 
     def identify():

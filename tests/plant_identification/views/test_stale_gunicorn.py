@@ -1,17 +1,15 @@
 """Stale-if-error across a fleet: an answer one gunicorn worker received stands in, on every worker, once both
 providers fail (the sandbox answers 500 to every call): 200 degraded with the entries marked stale, no 503."""
 
-import re
 import threading
 
 import pytest
 
 from apps.plant_identification.sandbox.server import sandbox_start
-from tests.gunicorn import SandboxedService
+from tests.gunicorn import ACCESS_LOG_ARGS, SandboxedService
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 REQUESTS = 4
-ACCESS = re.compile(r"^<(\d+)> POST /api/v1/plant-identification/identify/ (\d{3})$")
 PHOTO = (90, 140, 60)
 
 
@@ -21,8 +19,7 @@ def service(tmp_path):
     threads = str(REQUESTS // 2)  # each worker takes at most half of the requests: both serve some
     env = {"PLANT_ID_CACHE_TTL": "0", "PLANTNET_CACHE_TTL": "0", "PLANT_ID_CIRCUIT_FAIL_MAX": "100"}
     env["PLANTNET_CIRCUIT_FAIL_MAX"] = "100"  # the providers fail, their circuits stay closed: each is asked
-    args = ["-w", "2", "--threads", threads, "--worker-connections", threads]
-    args += ["--access-logfile", "/dev/stderr", "--access-logformat", "%(p)s %(m)s %(U)s %(s)s"]
+    args = ["-w", "2", "--threads", threads, "--worker-connections", threads, *ACCESS_LOG_ARGS]
     server = SandboxedService(tmp_path, sandbox, args=args, env=env)
     server.sandbox = sandbox
     server.wait_serving(workers=2)
@@ -56,7 +53,6 @@ def test_every_worker_serves_the_last_answer_when_both_providers_fail(service):
     stats = service.sandbox.state.stats
     for provider in ("plant_id", "plantnet"):  # asked (single-flight shares a failure among identical calls)
         assert 1 <= stats[f"{provider}:requests"] <= REQUESTS
-    served_by = {m.group(1) for line in service.log if (m := ACCESS.match(line.strip())) and m.group(2) == "200"}
-    assert len(served_by) == 2  # both workers answered from the shared cache
+    assert len(service.answered_by()) == 2  # both workers answered from the shared cache
     assert len({body["id"] for body in bodies}) == REQUESTS  # each answer stored as its own identification
     assert service.read(bodies[0]["id"]) == bodies[0]
