@@ -82,6 +82,13 @@ CREDITS_SPENT = Counter(
     ["provider"],
     registry=_REGISTRY,
 )
+SINGLE_FLIGHT_WAITS = Counter(
+    "plantid_single_flight_waits",
+    "Provider calls that found an identical call in flight and waited for it, by how the wait ended: its answer, "
+    "its failure, a takeover (the leader left neither), or the caller's deadline.",
+    ["provider", "outcome"],
+    registry=_REGISTRY,
+)
 CIRCUIT_TRANSITIONS = Counter(
     "plantid_circuit_transitions",
     "Circuit transitions, counted once fleet-wide (by the worker that made them); reason is set on opens.",
@@ -104,12 +111,22 @@ HTTP_DURATION = Histogram(
 
 
 # ---------------------------------------------------------------------------- recording (no I/O beyond the mmap)
+def _count(counter: Counter, labels: tuple[str, ...], amount: float = 1, what: str = "a count") -> None:
+    """``counter`` with ``labels`` up by ``amount``; never raises: metrics must never cost an answer."""
+    try:
+        counter.labels(*labels).inc(amount)
+    except Exception:
+        logger.exception("[METRICS] could not record %s", what)
+
+
 def late_answer_record(provider: str, outcome: str) -> None:
     """Count one provider part left pending by an early answer, or how one ended; never raises."""
-    try:
-        LATE_ANSWERS.labels(provider, outcome).inc()
-    except Exception:  # metrics must never cost an answer
-        logger.exception("[METRICS] could not record a late answer")
+    _count(LATE_ANSWERS, (provider, outcome), what="a late answer")
+
+
+def single_flight_wait_record(provider: str, outcome: str) -> None:
+    """Count one wait for an identical call in flight and how it ended; never raises."""
+    _count(SINGLE_FLIGHT_WAITS, (provider, outcome), what="a single-flight wait")
 
 
 def provider_outcomes_record(outcomes: Iterable[ProviderOutcome]) -> None:
@@ -134,18 +151,12 @@ def provider_outcomes_record(outcomes: Iterable[ProviderOutcome]) -> None:
 
 def credits_spent_record(provider: str, credits: int) -> None:
     """Count credits one call spent; never raises."""
-    try:
-        CREDITS_SPENT.labels(provider).inc(credits)
-    except Exception:
-        logger.exception("[METRICS] could not record credits spent")
+    _count(CREDITS_SPENT, (provider,), credits, what="credits spent")
 
 
 def circuit_transition_record(provider: str, from_state: str, to_state: str, reason: str = "") -> None:
     """Count one circuit transition made by this process; never raises."""
-    try:
-        CIRCUIT_TRANSITIONS.labels(provider, from_state or "unknown", to_state, reason or "").inc()
-    except Exception:
-        logger.exception("[METRICS] could not record a circuit transition")
+    _count(CIRCUIT_TRANSITIONS, (provider, from_state or "unknown", to_state, reason or ""), what="a transition")
 
 
 def _route(request) -> str:

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -18,7 +19,15 @@ from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.clients import PlantNetClient
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.services.identify import plant_identify
-from tests.factories import PLANT_ID_URL, PLANTNET_URL, fixture_json, jpeg_bytes, make_request
+from tests.factories import (
+    PLANT_ID_URL,
+    PLANTNET_URL,
+    fixture_json,
+    jpeg_bytes,
+    log_counter,
+    make_request,
+    providers_held,
+)
 from tests.gunicorn import GunicornProcess
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -285,3 +294,44 @@ def test_a_missing_multiprocess_directory_stops_start_up_naming_it(tmp_path):
     )
     assert result.returncode != 0
     assert "PROMETHEUS_MULTIPROC_DIR" in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_wait_for_an_identical_call_in_flight_is_counted_by_how_it_ended(anonymous_client, mocked_responses):
+    release, entered = providers_held(mocked_responses)
+    client = PlantNetClient(
+        api_key="test-plantnet-key", base_url=PLANTNET_URL.rsplit("/identify", 1)[0], timeout=5, project="all"
+    )
+    before = scrape(anonymous_client)
+    with log_counter("apps.plant_identification.clients.single_flight", "waiting for an identical call") as waits:
+        leader = threading.Thread(target=client.identify, args=(make_request(),))
+        leader.start()
+        assert entered.wait(10)
+        follower = threading.Thread(target=client.identify, args=(make_request(),))
+        follower.start()
+        waits.wait_for(1)
+        release.set()
+        leader.join(10)
+        follower.join(10)
+    after = scrape(anonymous_client)
+
+    assert len(mocked_responses.calls) == 1
+    assert delta(before, after, "plantid_single_flight_waits_total", provider="plantnet", outcome="answer") == 1
+
+
+@pytest.mark.django_db
+def test_a_stale_answer_is_counted_with_the_failure_it_stood_in_for(anonymous_client, plantnet_ok, settings):
+    settings.PLANTNET_CACHE_TTL = 0  # every answer is stale at once
+    client = PlantNetClient(
+        api_key="test-plantnet-key", base_url=PLANTNET_URL.rsplit("/identify", 1)[0], timeout=5, project="all"
+    )
+    plant_identify(request=make_request(), clients={Provider.PLANTNET: client})
+    breaker_for(Provider.PLANTNET).open()
+    before = scrape(anonymous_client)
+
+    plant_identify(request=make_request(), clients={Provider.PLANTNET: client})
+    after = scrape(anonymous_client)
+
+    assert delta(before, after, "plantid_stale_answers_total", provider="plantnet") == 1
+    assert delta(before, after, "plantid_provider_calls_total", provider="plantnet", outcome="circuit_open") == 1
+    assert delta(before, after, "plantid_cache_hits_total", provider="plantnet") == 0

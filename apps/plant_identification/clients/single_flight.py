@@ -22,6 +22,7 @@ from apps.plant_identification.exceptions import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
+from apps.plant_identification.metrics import single_flight_wait_record
 from apps.plant_identification.types import ProviderAnswer
 
 logger = logging.getLogger(__name__)
@@ -97,12 +98,16 @@ def _wait_for_leader(
         found = cache.get_many([key, _failure_key(key), _lock_key(key)])
         answer = fresh(found.get(key))
         if answer is not None:
+            single_flight_wait_record(provider, "answer")
             return dataclasses.replace(answer, cached=True, attempts=0)
         if _failure_key(key) in found:
+            single_flight_wait_record(provider, "failure")
             raise _failure_error(provider, found[_failure_key(key)])
         if _lock_key(key) not in found:
+            single_flight_wait_record(provider, "takeover")
             return None
         if clock() + POLL_SECONDS > give_up:
+            single_flight_wait_record(provider, "deadline")
             raise ProviderTimeoutError(provider, "no answer from the identical call in flight within the deadline")
         sleep(POLL_SECONDS)
 
