@@ -286,9 +286,11 @@ CIRCUIT_BREAKER_ENABLED = env_bool("CIRCUIT_BREAKER_ENABLED", default=True)
 PROVIDER_MAX_RETRIES = env_int("PROVIDER_MAX_RETRIES", default=1)
 if PROVIDER_MAX_RETRIES > 1:
     raise ImproperlyConfigured(f"PROVIDER_MAX_RETRIES must be 0 or 1, got {PROVIDER_MAX_RETRIES}")
-PROVIDER_RETRY_BUDGET_PERCENT = env_float("PROVIDER_RETRY_BUDGET_PERCENT", default=20.0)
+PROVIDER_RETRY_BUDGET_PERCENT = env_float("PROVIDER_RETRY_BUDGET_PERCENT", default=30.0)
 PROVIDER_RETRY_BUDGET_FLOOR = env_int("PROVIDER_RETRY_BUDGET_FLOOR", default=3)
 PROVIDER_RETRY_BUDGET_WINDOW = env_float("PROVIDER_RETRY_BUDGET_WINDOW", default=10.0)
+# A failure that follows this many failed attempts in a row (in one worker) is an outage: not retried.
+PROVIDER_RETRY_OUTAGE_AFTER = env_int("PROVIDER_RETRY_OUTAGE_AFTER", default=3, minimum=1)
 # Identical provider calls in flight at once (the same normalised images and parameters), on any worker or host
 # sharing REDIS_URL, make one upstream request; the other callers wait for its answer (clients/single_flight.py).
 PROVIDER_SINGLE_FLIGHT = env_bool("PROVIDER_SINGLE_FLIGHT", default=True)

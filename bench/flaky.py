@@ -103,16 +103,21 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--only", action="append", choices=list(VARIANTS), help="run only these variants (repeat)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for every variant")
     args = parser.parse_args()
+    extra = dict(item.split("=", 1) for item in args.env)
     print(f"gunicorn {args.workers} workers x {args.threads} threads; {args.clients} clients; providers 60-80 ms")
     print("Pl@ntNet requests in the down phase: 2 x fail_max = 10 is the goal for the variants with retries")
     table = {}
     for index, (name, overrides) in enumerate(VARIANTS.items()):
-        table[name] = variant(name, overrides, args, first_photo=index * 10**6)
+        if not args.only or name in args.only:
+            table[name] = variant(name, {**overrides, **extra}, args, first_photo=index * 10**6)
+    first = next(iter(table.values()))
     for phase in range(2):
-        label = table["no retries"][phase][0]
+        label = first[phase][0]
         print(f"\n{label}:")
-        keys = list(table["no retries"][phase][1])
+        keys = list(first[phase][1])
         print(f"  {'':32}" + "".join(f"{key:>19}" for key in keys))
         for name, figures in table.items():
             values = figures[phase][1]
@@ -122,8 +127,10 @@ def main() -> None:
                     f"{values[key]:>19.2f}" if isinstance(values[key], float) else f"{values[key]:>19}" for key in keys
                 )
             )
+    if "no retries" not in table:
+        return
     base = table["no retries"][0][1]["attempts/request"]
-    for name in ("retries", "retries + failure-rate window"):
+    for name in [name for name in ("retries", "retries + failure-rate window") if name in table]:
         ratio = table[name][0][1]["attempts/request"] / base
         per_call = table[name][0][1]["attempts/call"] / table["no retries"][0][1]["attempts/call"]
         print(

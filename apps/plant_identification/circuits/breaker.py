@@ -304,8 +304,11 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
     def _record_success(self, admission: _Admission) -> None:
         duration = self._elapsed_since(admission.started)
         # A success in a closed circuit with no failures needs no script of its own unless a rate rule measures
-        # it; its duration then waits for this worker's next script call.
-        if admission.trial or admission.fail or admission.config.windowed:
+        # it; its duration then waits for this worker's next script call. "No failures" is as this worker knows
+        # now, not only as it was when the call was let through: a failure counted while the call was out (by a
+        # concurrent call, or one another worker reported to this one's latest script) is reset by its success,
+        # as pybreaker's success resets fail_counter.
+        if admission.trial or admission.fail or admission.config.windowed or self.store.failures_seen():
             self._announce(
                 self.store.success(admission.config, admission.lease, trial=admission.trial, duration=duration)
             )

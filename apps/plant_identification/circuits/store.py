@@ -109,6 +109,11 @@ class CircuitStore:
             self.local.fail = fail
         return _transition(transition)
 
+    def failures_seen(self) -> int:
+        """The consecutive failures this worker last heard of (from its latest script call, or its own count)."""
+        with self._lock:
+            return self.local.fail
+
     def note_latency(self, duration: float | None) -> None:
         """Keep the duration of a successful call for the recent latency (Redis gets it with the next script)."""
         if duration is None:

@@ -216,10 +216,13 @@ class BaseProviderClient:
                 wait = backoff_seconds()
                 if outage or not self._may_retry(exc, attempt, started, wait, deadline):
                     raise
+                self.sleep(wait)
+                if self.retry_budget.failing():  # more attempts failed during the backoff, and none succeeded
+                    logger.info("provider=%s no retry: failing in a row (%s)", self.provider.value, exc.message)
+                    raise
             else:
                 self.retry_budget.record_attempt(failed=False)
                 return dataclasses.replace(answer, attempts=attempt) if attempt > 1 else answer
-            self.sleep(wait)
             attempt += 1
 
     def _may_retry(self, exc: ProviderError, attempt: int, started: float, wait: float, deadline: float | None):

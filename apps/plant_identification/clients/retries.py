@@ -6,12 +6,11 @@ because a provider's 500 under load is as transient as a proxy's 502, and an err
 Never a timeout (slow, and the provider may be working on it, and billing it), a 4xx, a 429 or a 401/403.
 
 At most ``PROVIDER_MAX_RETRIES`` (0 or 1) per call, after a short jittered backoff, only while the provider
-timeout and the request deadline leave room, not once ``OUTAGE_AFTER`` attempts in a row have failed in this
-worker (a failure among successes is a blip; failures in a row are an outage, which a retry only feeds), and
-never into a circuit that opened meanwhile. A
-per-worker, per-provider budget (Finagle's and Envoy's model) bounds the rest: over the last
-``PROVIDER_RETRY_BUDGET_WINDOW`` seconds, retries may be at most ``PROVIDER_RETRY_BUDGET_PERCENT`` of the
-calls, plus ``PROVIDER_RETRY_BUDGET_FLOOR`` retries that are always allowed.
+timeout and the request deadline leave room, not once ``PROVIDER_RETRY_OUTAGE_AFTER`` attempts in a row have
+failed in this worker (a failure among successes is a blip; failures in a row are an outage, which a retry only
+feeds), and never into a circuit that opened meanwhile. A per-worker, per-provider budget (Finagle's and Envoy's
+model) bounds the rest: over the last ``PROVIDER_RETRY_BUDGET_WINDOW`` seconds, retries may be at most
+``PROVIDER_RETRY_BUDGET_PERCENT`` of the calls, plus ``PROVIDER_RETRY_BUDGET_FLOOR`` retries always allowed.
 """
 
 import random
@@ -27,7 +26,6 @@ from apps.plant_identification.providers import Provider
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
 BACKOFF = 0.1  # seconds before the retry, jittered between half and one and a half of it
 MIN_ROOM = 1.0  # seconds the retry must still have before the call's timeout and the request's deadline
-OUTAGE_AFTER = 1  # failed attempts in a row, in one worker, after which a failure is not retried (2 measured worse)
 
 
 def backoff_seconds() -> float:
@@ -54,11 +52,18 @@ class RetryBudget:
 
     def record_attempt(self, *, failed: bool) -> bool:
         """Note how an attempt ended (failed: an outage-like failure); True when it looks like an outage: this
-        failure follows ``OUTAGE_AFTER`` failed attempts in a row."""
+        failure follows ``PROVIDER_RETRY_OUTAGE_AFTER`` failed attempts in a row."""
         with self._lock:
-            outage = failed and self._failed_in_a_row >= OUTAGE_AFTER
+            outage = failed and self._failed_in_a_row >= settings.PROVIDER_RETRY_OUTAGE_AFTER
             self._failed_in_a_row = self._failed_in_a_row + 1 if failed else 0
             return outage
+
+    def failing(self) -> bool:
+        """True when more than ``PROVIDER_RETRY_OUTAGE_AFTER`` attempts in a row have failed in this worker, the
+        caller's own included: checked again after a retry's backoff, so calls that failed together (an outage
+        starting) do not all retry."""
+        with self._lock:
+            return self._failed_in_a_row > settings.PROVIDER_RETRY_OUTAGE_AFTER
 
     def record_call(self) -> None:
         """Count one logical call (it earns the budget its share of a retry)."""

@@ -6,7 +6,7 @@ import threading
 import pytest
 
 from apps.plant_identification.circuits.breaker import ProviderCircuitBreaker, breaker_for
-from apps.plant_identification.exceptions import ProviderCircuitOpenError
+from apps.plant_identification.exceptions import ProviderCircuitOpenError, ProviderUnavailableError
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.services.bulkhead import BULKHEADS
 from apps.plant_identification.services.fan_out import providers_fan_out
@@ -120,3 +120,32 @@ def test_a_hanging_provider_fills_only_its_own_bulkhead(settings):
             break
         threading.Event().wait(0.05)
     assert BULKHEADS[Provider.PLANTNET].in_flight == 0
+
+
+def _fail(breaker) -> None:
+    with pytest.raises(ProviderUnavailableError), breaker.protect():
+        raise ProviderUnavailableError("plantnet", "HTTP 502")
+
+
+def test_a_success_resets_a_failure_counted_while_it_was_out():
+    """Concurrent calls: one let through before another failed must still reset the count when it succeeds, as
+    pybreaker's success resets fail_counter (else successes in flight let failures add up past them)."""
+    breaker = breaker_for(Provider.PLANTNET)
+    with breaker.protect():  # let through with no failure counted
+        _fail(breaker)  # a concurrent call fails meanwhile
+        assert breaker.fail_counter == 1
+    assert breaker.fail_counter == 0
+
+
+def test_a_success_resets_a_failure_another_worker_counted_once_this_one_has_heard_of_it():
+    """Another worker (a breaker with its own store on the same Redis) counts a failure; once this worker has
+    heard of it (a call let through since), a success let through before it still resets it fleet-wide."""
+    here, elsewhere = breaker_for(Provider.PLANTNET), ProviderCircuitBreaker(Provider.PLANTNET)
+    first, second = here.protect(), here.protect()
+    first.__enter__()  # let through with no failure counted
+    _fail(elsewhere)
+    second.__enter__()  # this worker's next call: the shared count comes back with its admission
+    first.__exit__(None, None, None)  # the first call succeeds while the second is still out
+
+    assert elsewhere.fail_counter == 0
+    second.__exit__(None, None, None)

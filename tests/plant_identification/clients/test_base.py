@@ -361,18 +361,39 @@ def test_no_retry_into_a_circuit_that_opened_while_the_call_was_out(retrying, mo
     assert len(mocked_responses.calls) == 1
 
 
-def test_no_retry_right_after_a_failed_attempt(retrying, mocked_responses):
-    """A failure among successes is retried; failures in a row (an outage) are not, until an attempt succeeds."""
-    for status in (503, 503, 503, 200, 503, 200):
+def test_no_retry_after_failed_attempts_in_a_row(retrying, mocked_responses, settings):
+    """A failure among successes is retried; after PROVIDER_RETRY_OUTAGE_AFTER failed attempts in a row (an
+    outage) failures are not, until an attempt succeeds."""
+    assert settings.PROVIDER_RETRY_OUTAGE_AFTER == 3  # the default
+    for status in (503, 503, 503, 503, 503, 200, 503, 200):
         mocked_responses.post(URL, status=status, body="busy") if status != 200 else mocked_responses.post(
             URL, json=OK_BODY
         )
     outcomes = []
-    for index in range(4):
+    for index in range(5):
         try:
             outcomes.append(retrying.identify(make_request(color=(60, 60, 10 * index))).attempts)
         except ProviderUnavailableError as exc:
             outcomes.append(f"failed after {exc.attempts}")
         breaker_for(retrying.provider).close()
-    # 503 then retry 503; then 503 right after a failed attempt (no retry); then 200; then 503 retried into 200
-    assert outcomes == ["failed after 2", "failed after 1", 1, 2]
+    # 503, 503 (2 in a row); 503, 503 (4 in a row); 503 after 4 (no retry); 200; 503 retried into 200
+    assert outcomes == ["failed after 2", "failed after 2", "failed after 1", 1, 2]
+
+
+def test_no_retry_when_other_attempts_failed_during_the_backoff(mocked_responses, settings):
+    """Calls failing together (an outage starting) do not all retry: the check is made again after the backoff."""
+    settings.PROVIDER_MAX_RETRIES = 1
+    budget = RetryBudget(clock=FakeClock())
+
+    def others_fail_meanwhile(seconds: float) -> None:
+        for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER):
+            budget.record_attempt(failed=True)
+
+    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=budget, sleep=others_fail_meanwhile)
+    mocked_responses.post(URL, status=503, body="busy")
+
+    with pytest.raises(ProviderUnavailableError) as failed:
+        client.identify(make_request())
+
+    assert failed.value.attempts == 1
+    assert len(mocked_responses.calls) == 1
