@@ -2,6 +2,7 @@
 for a worker to boot, or to exit, is waiting for its log line; ``SandboxedService`` is the service in front of
 the provider sandbox."""
 
+import json
 import os
 import queue
 import re
@@ -141,3 +142,10 @@ class SandboxedService(GunicornProcess):
         """The pids of the workers that answered ``path`` with ``status`` (with ``ACCESS_LOG_ARGS``)."""
         lines = (ACCESS.match(line.strip()) for line in self.log)
         return {int(m.group(1)) for m in lines if m and m.group(3) == path and m.group(4) == str(status)}
+
+    def manage_json(self, code: str):
+        """What ``code`` prints last, as JSON, run by ``manage.py shell`` with the service's settings (its database
+        and Redis are another process's: a SQLite file is not the test run's)."""
+        command = [sys.executable, "manage.py", "shell", "-c", code]
+        done = subprocess.run(command, cwd=ROOT, env=self.env, check=True, timeout=60, capture_output=True, text=True)  # noqa: S603
+        return json.loads(done.stdout.strip().splitlines()[-1])

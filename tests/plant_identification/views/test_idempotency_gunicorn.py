@@ -6,11 +6,8 @@ The database is the test run's own (PostgreSQL when DATABASE_URL names one, else
 Redis the test run's.
 """
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,7 +18,7 @@ import requests
 from apps.plant_identification.sandbox.server import sandbox_start
 from apps.plant_identification.services.idempotency import LEASE_MARGIN
 from tests.factories import jpeg_bytes
-from tests.gunicorn import ACCESS_LOG_ARGS, ROOT, SandboxedService
+from tests.gunicorn import ACCESS_LOG_ARGS, SandboxedService
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 IDENTIFY = "/api/v1/plant-identification/identify/"
@@ -45,15 +42,12 @@ class Service(SandboxedService):
         super().__init__(tmp_path, sandbox, args=args, env=env)
 
     def stored(self) -> dict:
-        """What the service's database holds (another process's: a SQLite file is not the test run's)."""
-        code = (
+        """Every identification and Idempotency-Key the service's database holds."""
+        return self.manage_json(
             "import json; from apps.plant_identification.models import IdempotencyKey as K, Identification as I; "
             "print(json.dumps({'identifications': [str(pk) for pk in I.objects.values_list('pk', flat=True)], "
             "'keys': [str(pk) for pk in K.objects.values_list('identification_id', flat=True)]}))"
         )
-        manage = [sys.executable, "manage.py", "shell", "-c", code]
-        done = subprocess.run(manage, cwd=ROOT, env=self.env, check=True, timeout=60, capture_output=True, text=True)  # noqa: S603
-        return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture
