@@ -20,6 +20,7 @@ def service(tmp_path):
     threads = str(REQUESTS // 2)  # each worker takes half of the requests at most: both serve
     env = {
         "PROVIDER_MAX_RETRIES": "1",
+        "PROVIDER_RETRY_OUTAGE_AFTER": "100",  # half the calls failing at once looks like an outage starting
         "PLANT_ID_CIRCUIT_FAIL_MAX": "100",  # this test is about retries: the circuit must not open on its own
         "IDENTIFY_EARLY_ANSWER": "false",  # each answer waits for Plant.id's retry
     }
