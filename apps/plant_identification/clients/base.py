@@ -217,8 +217,8 @@ class BaseProviderClient:
                 if outage or not self._may_retry(exc, attempt, started, wait, deadline):
                     raise
                 self.sleep(wait)
-                if self.retry_budget.failing():  # more attempts failed during the backoff, and none succeeded
-                    logger.info("provider=%s no retry: failing in a row (%s)", self.provider.value, exc.message)
+                if self.retry_budget.failing() or self._circuit_open():  # checked again: the backoff took a while
+                    logger.info("provider=%s no retry after the backoff (%s)", self.provider.value, exc.message)
                     raise
             else:
                 self.retry_budget.record_attempt(failed=False)
@@ -232,13 +232,16 @@ class BaseProviderClient:
         resume = time.monotonic() + wait + MIN_ROOM  # the retry must be able to finish in the timeout and deadline
         if resume - started > self.timeout or (deadline is not None and resume > deadline):
             return False
-        if settings.CIRCUIT_BREAKER_ENABLED and self.breaker.current_state == CircuitState.OPEN:
+        if self._circuit_open():
             return False  # the circuit opened while this call was out (another call tripped it): not into it
         if not self.retry_budget.try_spend():
             logger.info("provider=%s no retry: the retry budget is spent (%s)", self.provider.value, exc.message)
             return False
         logger.info("provider=%s retry attempt=%d after %s", self.provider.value, attempt + 1, exc.message)
         return True
+
+    def _circuit_open(self) -> bool:
+        return settings.CIRCUIT_BREAKER_ENABLED and self.breaker.current_state == CircuitState.OPEN
 
     @property
     def session(self) -> requests.Session:

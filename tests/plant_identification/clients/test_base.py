@@ -361,6 +361,20 @@ def test_no_retry_into_a_circuit_that_opened_while_the_call_was_out(retrying, mo
     assert len(mocked_responses.calls) == 1
 
 
+def test_no_retry_into_a_circuit_that_opened_during_the_backoff(mocked_responses, settings):
+    settings.PROVIDER_MAX_RETRIES = 1
+    breaker = breaker_for(MinimalClient.provider)
+    client = MinimalClient(
+        api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=RetryBudget(), sleep=lambda _: breaker.open()
+    )
+    mocked_responses.post(URL, status=503, body="busy")
+
+    with pytest.raises(ProviderUnavailableError):
+        client.identify(make_request())
+
+    assert len(mocked_responses.calls) == 1
+
+
 def test_no_retry_after_failed_attempts_in_a_row(retrying, mocked_responses, settings):
     """A failure among successes is retried; after PROVIDER_RETRY_OUTAGE_AFTER failed attempts in a row (an
     outage) failures are not, until an attempt succeeds."""
