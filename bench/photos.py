@@ -3,7 +3,8 @@
 Run (PostgreSQL and Redis given; create the database once):
     psql -h 127.0.0.1 -U postgres -c 'create database plantid_photos'
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/plantid_photos REDIS_URL=redis://127.0.0.1:6379/12 \\
-        .venv/bin/python bench/photos.py [--against /tmp/photos-base] [--rounds 5] [--profile 2]
+        .venv/bin/python bench/photos.py [--against /tmp/photos-base [--against-database URL]] [--rounds 5] \\
+        [--profile 2]
 
 One sandbox (both providers at a fixed 500 ms) and, on it, gunicorn with 1 worker x 16 threads (gthread) for this
 checkout, for ``--against`` (another checkout, run with this venv) and for the bare forwarder (bench/forwarder.py).
@@ -326,6 +327,10 @@ def gil_leaves(raw: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", type=Path, help="another checkout, served side by side (this venv)")
+    parser.add_argument(
+        "--against-database",
+        help="a database URL of its own for --against (migrated by it first), when the two schemas differ",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
         "--profile",
@@ -350,8 +355,13 @@ def main() -> None:
         stack.faults({"plant_id": latency, "plantnet": latency})
         services = [Server(stack, "this checkout", ROOT, "backend.wsgi:application")]
         if args.against:
+            own = {}
+            if args.against_database:
+                own = {"DATABASE_URL": args.against_database}
+                migrate = [sys.executable, "manage.py", "migrate", "-v0"]
+                subprocess.run(migrate, cwd=args.against.resolve(), env={**stack.env, **own}, check=True)
             services.append(
-                Server(stack, f"against {args.against}", args.against.resolve(), "backend.wsgi:application")
+                Server(stack, f"against {args.against}", args.against.resolve(), "backend.wsgi:application", env=own)
             )
         forwarder = Server(stack, "bare forwarder", ROOT, "bench.forwarder:application")
         checkouts = {services[0].label: ROOT} | ({services[1].label: args.against.resolve()} if args.against else {})
