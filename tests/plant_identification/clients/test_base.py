@@ -256,7 +256,7 @@ def test_a_failure_before_any_answer_is_retried_once_and_the_call_succeeds(retry
     assert answer.attempts == 2
     assert len(mocked_responses.calls) == 2
     assert len(retrying.sleeps) == 1
-    assert 0.05 <= retrying.sleeps[0] <= 0.15  # a short jittered backoff
+    assert 0.025 <= retrying.sleeps[0] <= 0.075  # a short jittered backoff
     assert breaker_for(retrying.provider).fail_counter == 0  # the logical call succeeded
 
 
