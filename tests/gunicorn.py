@@ -2,6 +2,7 @@
 for a worker to boot, or to exit, is waiting for its log line; ``SandboxedService`` is the service in front of
 the provider sandbox."""
 
+import contextlib
 import json
 import os
 import queue
@@ -17,6 +18,7 @@ import requests
 from django.db import connection
 
 from apps.plant_identification.sandbox import SANDBOX_KEY
+from apps.plant_identification.sandbox.server import sandbox_start
 from tests.factories import jpeg_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,3 +151,23 @@ class SandboxedService(GunicornProcess):
         command = [sys.executable, "manage.py", "shell", "-c", code]
         done = subprocess.run(command, cwd=ROOT, env=self.env, check=True, timeout=60, capture_output=True, text=True)  # noqa: S603
         return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def two_worker_fleet(tmp_path: Path, *, concurrent: int, env: dict[str, str] | None = None, seed: int = 0):
+    """Two gunicorn workers in front of a fresh sandbox (``service.sandbox``), each taking at most half of
+    ``concurrent`` requests at once (so both serve some) and logging each one (``answered_by``); stopped after
+    the block, whose log must hold no traceback."""
+    sandbox = sandbox_start(seed=seed)
+    threads = str(max(1, concurrent // 2))
+    args = ["-w", "2", "--threads", threads, "--worker-connections", threads, *ACCESS_LOG_ARGS]
+    service = SandboxedService(tmp_path, sandbox, args=args, env=env)
+    service.sandbox = sandbox
+    try:
+        service.wait_serving(workers=2)
+        yield service
+    finally:
+        service.stop()
+        sandbox.shutdown()
+        sandbox.server_close()
+    assert "Traceback" not in "".join(service.log), "".join(service.log)

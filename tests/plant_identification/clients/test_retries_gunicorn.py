@@ -6,8 +6,7 @@ import threading
 
 import pytest
 
-from apps.plant_identification.sandbox.server import sandbox_start
-from tests.gunicorn import ACCESS_LOG_ARGS, IDENTIFY, SandboxedService
+from tests.gunicorn import IDENTIFY, two_worker_fleet
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 REQUESTS = 12
@@ -15,24 +14,15 @@ REQUESTS = 12
 
 @pytest.fixture
 def service(tmp_path):
-    sandbox = sandbox_start(seed=7)
-    sandbox.state.faults.update({"plant_id": {"rates": {"502": 0.5}}})
-    threads = str(REQUESTS // 2)  # each worker takes half of the requests at most: both serve
     env = {
         "PROVIDER_MAX_RETRIES": "1",
         "PROVIDER_RETRY_OUTAGE_AFTER": "100",  # half the calls failing at once looks like an outage starting
         "PLANT_ID_CIRCUIT_FAIL_MAX": "100",  # this test is about retries: the circuit must not open on its own
         "IDENTIFY_EARLY_ANSWER": "false",  # each answer waits for Plant.id's retry
     }
-    args = ["-w", "2", "--threads", threads, "--worker-connections", threads, *ACCESS_LOG_ARGS]
-    server = SandboxedService(tmp_path, sandbox, args=args, env=env)
-    server.sandbox = sandbox
-    server.wait_serving(workers=2)
-    yield server
-    server.stop()
-    sandbox.shutdown()
-    sandbox.server_close()
-    assert "Traceback" not in "".join(server.log), "".join(server.log)
+    with two_worker_fleet(tmp_path, concurrent=REQUESTS, env=env, seed=7) as fleet:
+        fleet.sandbox.state.faults.update({"plant_id": {"rates": {"502": 0.5}}})
+        yield fleet
 
 
 def stored_result(service, identification_id, provider: str) -> dict:

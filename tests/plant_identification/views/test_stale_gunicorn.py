@@ -5,8 +5,7 @@ import threading
 
 import pytest
 
-from apps.plant_identification.sandbox.server import sandbox_start
-from tests.gunicorn import ACCESS_LOG_ARGS, SandboxedService
+from tests.gunicorn import two_worker_fleet
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 REQUESTS = 4
@@ -15,19 +14,10 @@ PHOTO = (90, 140, 60)
 
 @pytest.fixture
 def service(tmp_path):
-    sandbox = sandbox_start()
-    threads = str(REQUESTS // 2)  # each worker takes at most half of the requests: both serve some
     env = {"PLANT_ID_CACHE_TTL": "0", "PLANTNET_CACHE_TTL": "0", "PLANT_ID_CIRCUIT_FAIL_MAX": "100"}
     env["PLANTNET_CIRCUIT_FAIL_MAX"] = "100"  # the providers fail, their circuits stay closed: each is asked
-    args = ["-w", "2", "--threads", threads, "--worker-connections", threads, *ACCESS_LOG_ARGS]
-    server = SandboxedService(tmp_path, sandbox, args=args, env=env)
-    server.sandbox = sandbox
-    server.wait_serving(workers=2)
-    yield server
-    server.stop()
-    sandbox.shutdown()
-    sandbox.server_close()
-    assert "Traceback" not in "".join(server.log), "".join(server.log)
+    with two_worker_fleet(tmp_path, concurrent=REQUESTS, env=env) as fleet:
+        yield fleet
 
 
 def test_every_worker_serves_the_last_answer_when_both_providers_fail(service):
