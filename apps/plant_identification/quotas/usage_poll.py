@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 import requests
 from django.conf import settings
 from django.core.cache import cache
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 
 from apps.plant_identification.clients.base import seconds_until_period_end
 from apps.plant_identification.providers import Provider, provider_spec
@@ -18,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 POLL_TIMEOUT = 10.0  # seconds; the poll runs in the background and only feeds /health/ and the admin
 PERIODS = ("day", "week", "month", "total")
+_tried_slot: int | None = None  # the latest interval this process tried to claim (a loser waits for the next)
 
 
 def _slot_key(slot: int) -> str:
@@ -26,17 +29,29 @@ def _slot_key(slot: int) -> str:
 
 def usage_poll_due(now: float | None = None) -> bool:
     """Claim this interval's poll: True for exactly one caller fleet-wide per ``PLANT_ID_USAGE_POLL_INTERVAL``
-    (an ``add`` in the shared cache, keyed by the interval ``now`` falls in); False when polling is off."""
+    (an ``add`` in the shared cache, keyed by the interval ``now`` falls in, tried once per process and
+    interval); False when polling is off."""
     interval = settings.PLANT_ID_USAGE_POLL_INTERVAL
     spec = provider_spec(Provider.PLANT_ID)
     if not interval or not spec.configured:
         return False
     now = time.time() if now is None else now
+    slot = math.floor(now / interval)
+    global _tried_slot
+    if slot == _tried_slot:  # this process has tried for this interval: no round trip to Redis per request
+        return False
+    _tried_slot = slot
     try:
-        return bool(cache.add(_slot_key(math.floor(now / interval)), 1, timeout=math.ceil(interval) + 1))
+        return bool(cache.add(_slot_key(slot), 1, timeout=math.ceil(interval) + 1))
     except Exception:
         logger.exception("[QUOTA] could not claim the usage_info poll")
         return False
+
+
+@receiver(setting_changed)
+def _settings_changed(**_kwargs) -> None:
+    global _tried_slot
+    _tried_slot = None  # another configuration (tests): this process has not tried for it yet
 
 
 def usage_summary(payload: dict) -> dict:

@@ -6,6 +6,7 @@ import time
 
 import pytest
 import requests
+from django.core.cache import cache
 from django.urls import reverse
 
 from apps.plant_identification.clients.plant_id import PlantIdClient
@@ -105,3 +106,12 @@ def test_health_shows_the_credits_and_never_polls(sandbox, anonymous_client):
     for _ in range(3):
         anonymous_client.get(reverse("health"))
     assert polls(sandbox) == 1
+
+
+def test_a_process_asks_for_each_interval_once(settings):
+    """After one try for an interval, the request path costs no Redis round trip for the poll until the next."""
+    settings.PLANT_ID_USAGE_POLL_INTERVAL = 300
+    assert usage_poll_due(NOW + 600) is True
+    cache.clear()  # even with the claim gone, this process does not ask again in that interval
+    assert usage_poll_due(NOW + 601) is False
+    assert usage_poll_due(NOW + 900) is True
