@@ -115,7 +115,8 @@ class BaseProviderClient:
         return None
 
     def request_for(self, request: IdentifyRequest) -> IdentifyRequest:
-        """``request`` as this provider is asked it now (e.g. without a paid option when its budget is short)."""
+        """``request`` as this provider is asked it now (e.g. without a paid option when its budget is short),
+        ``request`` itself when unchanged; consulted when the answer cache has nothing fresh for ``request``."""
         return request
 
     def admit(self, outbound: OutboundRequest) -> Any:
@@ -140,10 +141,17 @@ class BaseProviderClient:
         could not finish before it.
         """
         spec = provider_spec(self.provider)
-        outbound = self.build_request(self.request_for(request))
+        outbound = self.build_request(request)
         key = self.cache_key(outbound)
         entry = answer_read(key)
         answer = fresh_answer(entry, spec, self.wall_clock())
+        if answer is None and (planned := self.request_for(request)) is not request:
+            # Asked differently now (e.g. without health near the budget): that request's own entry, its
+            # answer or its fallback; an answer to the request as sent stays the better fallback.
+            outbound = self.build_request(planned)
+            key = self.cache_key(outbound)
+            entry = answer_read(key) or entry
+            answer = fresh_answer(entry, spec, self.wall_clock())
         if answer is not None:
             logger.info("[CACHE] provider=%s hit", self.provider.value)
             return answer

@@ -73,6 +73,19 @@ def test_health_costs_two_credits_and_the_last_credit_asks_without_health(client
     assert credits_spent(clock()) == 2
 
 
+def test_near_the_budget_a_cached_answer_with_health_is_still_served(client_at, plant_id_ok, budget):
+    """The downgrade is for a call that must be made: an answer with health already cached costs nothing."""
+    budget(3)
+    client, clock = client_at
+    client.identify(make_request())  # 2 credits: 1 left
+    again = client.identify(make_request())
+
+    assert again.cached is True
+    assert again.health is not None
+    assert len(plant_id_bodies(plant_id_ok)) == 1
+    assert credits_spent(clock()) == 2
+
+
 def test_a_request_without_health_costs_one(client_at, plant_id_ok, budget):
     budget(1)
     client, clock = client_at
