@@ -8,7 +8,6 @@ import math
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import requests
@@ -342,21 +341,6 @@ def strict_json(text: str):
     if "\\u0000" in text or "\x00" in text:
         raise ValueError("NUL character in JSON")
     return json.loads(text, parse_float=_finite, parse_constant=_no_constants)
-
-
-def seconds_until_period_end(period: str, now: datetime | None = None) -> float:
-    """Seconds from ``now`` to the end of the current UTC ``day``, ``week`` (Monday 00:00) or ``month``."""
-    now = now or datetime.now(UTC)
-    start_of_day = now.replace(hour=0, minute=0, second=0, microsecond=0)
-    if period == "day":
-        end = start_of_day + timedelta(days=1)
-    elif period == "week":
-        end = start_of_day + timedelta(days=7 - now.weekday())
-    elif period == "month":
-        end = (start_of_day.replace(day=1) + timedelta(days=32)).replace(day=1)
-    else:
-        raise ValueError(period)
-    return (end - now).total_seconds()
 
 
 _RATELIMIT_RESET = re.compile(r"(?:^|[;,\s])t=(\d+)")

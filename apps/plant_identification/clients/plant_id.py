@@ -10,9 +10,10 @@ from typing import Any
 import requests
 from django.conf import settings
 
-from apps.plant_identification.clients.base import BaseProviderClient, OutboundRequest, seconds_until_period_end
+from apps.plant_identification.clients.base import BaseProviderClient, OutboundRequest
 from apps.plant_identification.exceptions import ProviderResponseError, ProviderTimeoutError
 from apps.plant_identification.metrics import credits_spent_record
+from apps.plant_identification.periods import seconds_until_period_end
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.quotas.credits import (
     Reservation,

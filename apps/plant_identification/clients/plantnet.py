@@ -8,9 +8,10 @@ import requests
 from django.conf import settings
 
 from apps.plant_identification.circuits.states import OpenReason
-from apps.plant_identification.clients.base import BaseProviderClient, OutboundRequest, seconds_until_period_end
+from apps.plant_identification.clients.base import BaseProviderClient, OutboundRequest
+from apps.plant_identification.periods import seconds_to_utc_midnight, seconds_until_period_end
 from apps.plant_identification.providers import Provider
-from apps.plant_identification.quotas.observed import quota_record, seconds_to_utc_midnight
+from apps.plant_identification.quotas.observed import quota_record
 from apps.plant_identification.quotas.ratelimit import ratelimit_parse
 from apps.plant_identification.types import IdentifyRequest, ProviderAnswer, Suggestion
 

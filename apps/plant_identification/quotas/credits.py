@@ -13,7 +13,7 @@ from django.core.cache import cache
 from redis.exceptions import RedisError
 
 from apps.plant_identification.exceptions import ProviderRateLimitedError
-from apps.plant_identification.quotas.observed import seconds_to_utc_midnight
+from apps.plant_identification.periods import seconds_to_utc_midnight
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,6 @@
 """What each provider last said of its quota, kept fleet-wide in the shared cache (no database)."""
 
 import logging
-from datetime import UTC, datetime, timedelta
 
 from django.core.cache import cache
 
@@ -15,13 +14,6 @@ COMPLETE = {"remaining", "limit", "reset_at", "observed_at", "source"}
 
 def _key(provider: Provider) -> str:
     return f"plantid:quota:{provider.value}"
-
-
-def seconds_to_utc_midnight(now: float) -> float:
-    """Seconds from ``now`` (epoch seconds) to the next 00:00 UTC."""
-    moment = datetime.fromtimestamp(now, UTC)
-    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    return (midnight - moment).total_seconds()
 
 
 def quota_record(provider: Provider, observation: dict) -> None:

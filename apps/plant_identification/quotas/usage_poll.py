@@ -12,7 +12,7 @@ from django.core.cache import cache
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
-from apps.plant_identification.clients.base import seconds_until_period_end
+from apps.plant_identification.periods import seconds_until_period_end
 from apps.plant_identification.providers import Provider, provider_spec
 from apps.plant_identification.quotas.observed import quota_record
 

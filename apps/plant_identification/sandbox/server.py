@@ -20,10 +20,11 @@ import struct
 import threading
 import time
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from apps.plant_identification.periods import seconds_to_utc_midnight
 from apps.plant_identification.sandbox import SANDBOX_PATH
 from apps.plant_identification.sandbox.faults import FaultPlan
 from apps.plant_identification.sandbox.plant_id_answers import (
@@ -58,9 +59,7 @@ PLANT_ID_ERRORS = {
 
 
 def _seconds_to_utc_midnight(now: float) -> int:
-    moment = datetime.fromtimestamp(now, UTC)
-    midnight = moment.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    return max(1, math.ceil((midnight - moment).total_seconds()))
+    return max(1, math.ceil(seconds_to_utc_midnight(now)))
 
 
 class SandboxState:

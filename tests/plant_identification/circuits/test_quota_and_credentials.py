@@ -8,7 +8,7 @@ import pytest
 from django.urls import reverse
 
 from apps.plant_identification.circuits.breaker import breaker_for
-from apps.plant_identification.clients.base import seconds_until_period_end
+from apps.plant_identification.periods import seconds_until_period_end
 from apps.plant_identification.providers import Provider
 from tests.factories import PLANT_ID_URL, PLANTNET_URL, fixture_json, fixture_text, jpeg_bytes
 

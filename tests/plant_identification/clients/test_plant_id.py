@@ -9,7 +9,6 @@ from django.conf import settings
 
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.clients import PlantIdClient
-from apps.plant_identification.clients.base import seconds_until_period_end
 from apps.plant_identification.clients.plant_id import DISEASE_DETAIL_KEYS, PLANT_DETAIL_KEYS
 from apps.plant_identification.exceptions import (
     ProviderAuthError,
@@ -17,6 +16,7 @@ from apps.plant_identification.exceptions import (
     ProviderRejectedRequestError,
     ProviderResponseError,
 )
+from apps.plant_identification.periods import seconds_until_period_end
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.types import ProviderStatus
 from tests.factories import PLANT_ID_URL, fixture_json, fixture_text, make_request

@@ -9,8 +9,8 @@ from django.urls import reverse
 
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.clients.plantnet import plantnet_quota
+from apps.plant_identification.periods import seconds_to_utc_midnight
 from apps.plant_identification.providers import Provider
-from apps.plant_identification.quotas.observed import seconds_to_utc_midnight
 from apps.plant_identification.quotas.report import quota_report
 from tests.factories import PLANT_ID_URL, PLANTNET_URL, fixture_json, fixture_text, jpeg_bytes
 
