@@ -7,7 +7,6 @@ fail alike instead of queueing behind one another on a failing provider; a leade
 only until its lease runs out, and the next waiter takes over.
 """
 
-import dataclasses
 import logging
 import time
 import uuid
@@ -48,14 +47,15 @@ def single_flight(
     provider: str,
     lease: float,
     deadline: float | None,
-    fresh: Callable[[object], ProviderAnswer | None] = lambda entry: entry,
+    fresh: Callable[[object], ProviderAnswer | None],
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ProviderAnswer:
     """``call()``'s answer, made once for every caller with this answer-cache ``key``: a waiter gets the
     leader's answer from the cache (``cached=True``, no request of its own). ``call`` must put its answer in the
-    cache under ``key``; ``fresh`` turns what the cache holds there into an answer, or None while it holds none
-    (or only a stale one); ``lease`` is the longest ``call`` can take."""
+    cache under ``key``; ``fresh`` turns what the cache holds there into the answer as served from it
+    (``cached=True``, no attempts), or None while it holds none (or only a stale one); ``lease`` is the longest
+    ``call`` can take."""
     token = uuid.uuid4().hex
     give_up = deadline if deadline is not None else clock() + WAIT_WITHOUT_DEADLINE
     while True:
@@ -99,7 +99,7 @@ def _wait_for_leader(
         answer = fresh(found.get(key))
         if answer is not None:
             single_flight_wait_record(provider, "answer")
-            return dataclasses.replace(answer, cached=True, attempts=0)
+            return answer
         if _failure_key(key) in found:
             single_flight_wait_record(provider, "failure")
             raise _failure_error(provider, found[_failure_key(key)])
