@@ -238,7 +238,11 @@ def waiting():
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_with_one_key_make_one_identification_on_postgresql(mocked_responses, user, waiting):
     if connection.vendor != "postgresql":
-        pytest.skip("SQLite's shared in-memory test database refuses concurrent writers; PostgreSQL runs this")
+        pytest.skip(
+            "threads writing at once need PostgreSQL (CI runs this): SQLite's shared in-memory test database "
+            "answers 'table is locked' instead of waiting; test_idempotency_gunicorn.py covers one key under "
+            "concurrency on a SQLite file"
+        )
     callers = 6
     release, entered = providers_held(mocked_responses)
     answers = []
