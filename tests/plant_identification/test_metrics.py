@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.clients import PlantNetClient
+from apps.plant_identification.clients.retries import RetryBudget
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.services.identify import plant_identify
 from tests.factories import (
@@ -182,7 +183,11 @@ def test_retries_are_counted_per_provider(anonymous_client, mocked_responses, se
     mocked_responses.post(PLANTNET_URL, status=503, body="busy")
     mocked_responses.post(PLANTNET_URL, json=fixture_json("plantnet_identify_ok.json"))
     client = PlantNetClient(
-        api_key="test-plantnet-key", base_url="https://plantnet.test/v2", timeout=5, project="all", sleep=lambda _: None
+        api_key="test-plantnet-key",
+        base_url="https://plantnet.test/v2",
+        timeout=5,
+        project="all",
+        retry_budget=RetryBudget(sleep=lambda _: None),
     )
     before = scrape(anonymous_client)
 

@@ -21,7 +21,7 @@ from django.conf import settings
 
 from apps.plant_identification.circuits import rules
 from apps.plant_identification.circuits.events import CircuitEventListener
-from apps.plant_identification.circuits.rules import CircuitConfig
+from apps.plant_identification.circuits.rules import CircuitConfig, CircuitRecord
 from apps.plant_identification.circuits.snapshots import CircuitSnapshot, circuit_snapshot
 from apps.plant_identification.circuits.states import CircuitState, OpenReason
 from apps.plant_identification.circuits.store import CircuitStore, Clock
@@ -183,15 +183,19 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
     def current_state(self) -> str:
         if getattr(self, "store", None) is None:  # pybreaker's __init__ asks before the store exists
             return CircuitState.CLOSED
-        return self.store.read().record.state
+        return self.record().state
 
     @property
     def fail_counter(self) -> int:
-        return self.store.read().record.fail
+        return self.record().fail
 
     @property
     def success_counter(self) -> int:
-        return self.store.read().record.succ
+        return self.record().succ
+
+    def record(self) -> CircuitRecord:
+        """The circuit's record as stored now (its state and counters, in one read; shared by the fleet)."""
+        return self.store.read().record
 
     @property
     def state(self) -> pybreaker.CircuitBreakerState:

@@ -85,7 +85,6 @@ class BaseProviderClient:
         timeout: float,
         breaker: ProviderCircuitBreaker | None = None,
         retry_budget: RetryBudget | None = None,
-        sleep: Callable[[float], None] = time.sleep,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.api_key = api_key
@@ -93,7 +92,6 @@ class BaseProviderClient:
         self.timeout = timeout
         self.breaker = breaker or breaker_for(self.provider)
         self.retry_budget = retry_budget or RETRY_BUDGETS[self.provider]
-        self.sleep = sleep
         self.wall_clock = wall_clock  # ages of cached answers, shared across hosts
 
     # ------------------------------------------------------------------ hooks
@@ -214,41 +212,54 @@ class BaseProviderClient:
         attempt = 1
         while True:
             try:
+                self.retry_budget.start_attempt()
                 response = self._send(outbound)
                 self.observe(response)
                 answer = self._interpret(response)
             except ProviderError as exc:
                 exc.attempts = attempt
-                outage = self.retry_budget.record_attempt(failed=exc.counts_as_outage)
+                local_outage = self.retry_budget.record_attempt(failed=exc.counts_as_outage)
                 wait = backoff_seconds()
-                if outage or not self._may_retry(exc, attempt, started, wait, deadline):
+                if not self._may_retry(exc, attempt, started, wait, deadline, local_outage):
                     raise
-                self.sleep(wait)
-                if self.retry_budget.failing() or self._circuit_open():  # checked again: the backoff took a while
+                if self._outage(local=not self.retry_budget.backoff(wait)):  # checked again after the backoff
                     logger.info("provider=%s no retry after the backoff (%s)", self.provider.value, exc.message)
                     raise
+            except BaseException:
+                self.retry_budget.record_attempt(failed=None)
+                raise
             else:
                 self.retry_budget.record_attempt(failed=False)
                 return dataclasses.replace(answer, attempts=attempt) if attempt > 1 else answer
             attempt += 1
 
-    def _may_retry(self, exc: ProviderError, attempt: int, started: float, wait: float, deadline: float | None):
-        """A retry is due: the failure is retryable, retries are left, time is left, and the budget allows it."""
+    def _may_retry(
+        self, exc: ProviderError, attempt: int, started: float, wait: float, deadline: float | None, local_outage: bool
+    ) -> bool:
+        """A retry is due: the failure is retryable, retries are left, time is left, no outage is seen, and the
+        budget allows it."""
         if not exc.retryable or attempt > settings.PROVIDER_MAX_RETRIES:
             return False
         resume = time.monotonic() + wait + MIN_ROOM  # the retry must be able to finish in the timeout and deadline
         if resume - started > self.timeout or (deadline is not None and resume > deadline):
             return False
-        if self._circuit_open():
-            return False  # the circuit opened while this call was out (another call tripped it): not into it
+        if self._outage(local=local_outage):
+            return False
         if not self.retry_budget.try_spend():
             logger.info("provider=%s no retry: the retry budget is spent (%s)", self.provider.value, exc.message)
             return False
         logger.info("provider=%s retry attempt=%d after %s", self.provider.value, attempt + 1, exc.message)
         return True
 
-    def _circuit_open(self) -> bool:
-        return settings.CIRCUIT_BREAKER_ENABLED and self.breaker.current_state == CircuitState.OPEN
+    def _outage(self, *, local: bool) -> bool:
+        """A retry would feed an outage: this worker sees one (``local``), or the circuit is open (another call
+        tripped it) or has counted ``PROVIDER_RETRY_OUTAGE_AFTER`` failed calls in a row, in any worker."""
+        if local:
+            return True
+        if not settings.CIRCUIT_BREAKER_ENABLED:
+            return False
+        record = self.breaker.record()
+        return record.state == CircuitState.OPEN or record.fail >= settings.PROVIDER_RETRY_OUTAGE_AFTER
 
     @property
     def session(self) -> requests.Session:

@@ -6,10 +6,13 @@ because a provider's 500 under load is as transient as a proxy's 502, and an err
 Never a timeout (slow, and the provider may be working on it, and billing it), a 4xx, a 429 or a 401/403.
 
 At most ``PROVIDER_MAX_RETRIES`` (0 or 1) per call, after a short jittered backoff, only while the provider
-timeout and the request deadline leave room, not once ``PROVIDER_RETRY_OUTAGE_AFTER`` attempts in a row have
-failed in this worker (a failure among successes is a blip; failures in a row are an outage, which a retry only
-feeds), and never into a circuit that opened meanwhile. A per-worker, per-provider budget (Finagle's and Envoy's
-model) bounds the rest: over the last ``PROVIDER_RETRY_BUDGET_WINDOW`` seconds, retries may be at most
+timeout and the request deadline leave room, and not in an outage, which a retry only feeds (a failure among
+successes is a blip; failures in a row are an outage): not once more than ``PROVIDER_RETRY_OUTAGE_AFTER``
+attempts in a row have failed in this worker with none still out, nor once the circuit is open or has counted
+that many failed calls in a row in the whole fleet. Both are checked again after the backoff, and a backoff
+ends at once when the worker sees such an outage, so calls that failed together give up together and their
+failures reach the breaker without the backoff's delay. A per-worker, per-provider budget (Finagle's and
+Envoy's model) bounds the rest: over the last ``PROVIDER_RETRY_BUDGET_WINDOW`` seconds, retries may be at most
 ``PROVIDER_RETRY_BUDGET_PERCENT`` of the calls, plus ``PROVIDER_RETRY_BUDGET_FLOOR`` retries always allowed.
 """
 
@@ -24,9 +27,7 @@ from django.conf import settings
 from apps.plant_identification.providers import Provider
 
 RETRYABLE_STATUSES = frozenset({500, 502, 503, 504})
-BACKOFF = 0.05  # seconds before the retry, jittered between half and one and a half of it (0.1 measured worse:
-# a call that ends up not retrying records its failure that much later, and calls admitted meanwhile reach a
-# provider that is down)
+BACKOFF = 0.05  # seconds before the retry, jittered between half and one and a half of it
 MIN_ROOM = 1.0  # seconds the retry must still have before the call's timeout and the request's deadline
 
 
@@ -38,34 +39,65 @@ def backoff_seconds() -> float:
 class RetryBudget:
     """How many retries one provider may have in this worker process now (thread-safe)."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] | None = None
+    ) -> None:
+        """``sleep``: how a backoff waits, for tests (it then cannot end early); None waits until the backoff is
+        over or this worker sees an outage."""
         self.clock = clock
+        self.sleep = sleep
         self._calls: deque[float] = deque()
         self._retries: deque[float] = deque()
         self._failed_in_a_row = 0
+        self._out = 0  # attempts sent and not ended
         self._lock = threading.Lock()
+        self._attempt_ended = threading.Condition(self._lock)
 
     def reset(self) -> None:
         """Forget every call, attempt and retry seen so far."""
         with self._lock:
             self._calls.clear()
             self._retries.clear()
-            self._failed_in_a_row = 0
+            self._failed_in_a_row = self._out = 0
 
-    def record_attempt(self, *, failed: bool) -> bool:
-        """Note how an attempt ended (failed: an outage-like failure); True when it looks like an outage: this
-        failure follows ``PROVIDER_RETRY_OUTAGE_AFTER`` failed attempts in a row."""
+    def start_attempt(self) -> None:
+        """Note an attempt sent; ``record_attempt`` notes how it ended."""
         with self._lock:
-            outage = failed and self._failed_in_a_row >= settings.PROVIDER_RETRY_OUTAGE_AFTER
-            self._failed_in_a_row = self._failed_in_a_row + 1 if failed else 0
-            return outage
+            self._out += 1
+
+    def record_attempt(self, *, failed: bool | None) -> bool:
+        """Note how an attempt ended (failed: an outage-like failure; None: it says nothing of the provider);
+        True when it looks like an outage: this failure follows ``PROVIDER_RETRY_OUTAGE_AFTER`` failed attempts
+        in a row and no attempt of this worker is still out (one still out may yet answer: a blip)."""
+        with self._lock:
+            self._out = max(0, self._out - 1)
+            if failed is not None:
+                self._failed_in_a_row = self._failed_in_a_row + 1 if failed else 0
+            self._attempt_ended.notify_all()
+            return bool(failed) and self._all_failed()
 
     def failing(self) -> bool:
         """True when more than ``PROVIDER_RETRY_OUTAGE_AFTER`` attempts in a row have failed in this worker, the
-        caller's own included: checked again after a retry's backoff, so calls that failed together (an outage
-        starting) do not all retry."""
+        caller's own included, so calls that failed together (an outage starting) do not all retry."""
         with self._lock:
-            return self._failed_in_a_row > settings.PROVIDER_RETRY_OUTAGE_AFTER
+            return self._failing()
+
+    def _failing(self) -> bool:
+        return self._failed_in_a_row > settings.PROVIDER_RETRY_OUTAGE_AFTER
+
+    def _all_failed(self) -> bool:
+        return self._failing() and self._out == 0
+
+    def backoff(self, seconds: float) -> bool:
+        """Wait ``seconds`` before a retry; True when the retry may go (not ``failing()`` then). The wait ends
+        early, False, once ``failing()`` with no attempt of this worker still out: every call it had out has
+        failed, an outage, which the calls still out could have contradicted in a blip."""
+        if self.sleep is not None:
+            self.sleep(seconds)
+            return not self.failing()
+        with self._attempt_ended:
+            self._attempt_ended.wait_for(self._all_failed, timeout=seconds)
+            return not self._failing()
 
     def record_call(self) -> None:
         """Count one logical call (it earns the budget its share of a retry)."""

@@ -230,7 +230,7 @@ def retrying(settings):
     sleeps: list[float] = []
     clock = FakeClock()
     client = MinimalClient(
-        api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=RetryBudget(clock=clock), sleep=sleeps.append
+        api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=RetryBudget(clock=clock, sleep=sleeps.append)
     )
     client.sleeps, client.budget_clock = sleeps, clock
     return client
@@ -310,7 +310,7 @@ def test_no_retry_when_the_deadline_leaves_no_room(retrying, mocked_responses):
 
 def test_no_retry_when_the_timeout_leaves_no_room(settings, mocked_responses):
     settings.PROVIDER_MAX_RETRIES = 1
-    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=0.5, retry_budget=RetryBudget(), sleep=pytest.fail)
+    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=0.5, retry_budget=RetryBudget(sleep=pytest.fail))
     mocked_responses.post(URL, status=503, body="busy")
     with pytest.raises(ProviderUnavailableError):
         client.identify(make_request())
@@ -365,7 +365,7 @@ def test_no_retry_into_a_circuit_that_opened_during_the_backoff(mocked_responses
     settings.PROVIDER_MAX_RETRIES = 1
     breaker = breaker_for(MinimalClient.provider)
     client = MinimalClient(
-        api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=RetryBudget(), sleep=lambda _: breaker.open()
+        api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=RetryBudget(sleep=lambda _: breaker.open())
     )
     mocked_responses.post(URL, status=503, body="busy")
 
@@ -373,6 +373,27 @@ def test_no_retry_into_a_circuit_that_opened_during_the_backoff(mocked_responses
         client.identify(make_request())
 
     assert len(mocked_responses.calls) == 1
+
+
+def test_no_retry_once_the_fleet_counted_failed_calls_in_a_row(retrying, mocked_responses, settings):
+    """Other workers' failed calls, counted by the shared circuit, say outage before this worker has seen one."""
+    settings.PLANT_ID_CIRCUIT_FAIL_MAX = 10  # the circuit stays closed: the count alone refuses the retry
+    breaker = breaker_for(retrying.provider)
+
+    def fail():
+        raise ConnectionError("another worker's call failed")
+
+    for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER):
+        with pytest.raises(ConnectionError):
+            breaker.call(fail)
+    mocked_responses.post(URL, status=502, body="bad gateway")
+
+    with pytest.raises(ProviderUnavailableError) as failed:
+        retrying.identify(make_request())
+
+    assert failed.value.attempts == 1
+    assert retrying.sleeps == []
+    assert breaker.current_state == "closed"
 
 
 def test_no_retry_after_failed_attempts_in_a_row(retrying, mocked_responses, settings):
@@ -397,13 +418,13 @@ def test_no_retry_after_failed_attempts_in_a_row(retrying, mocked_responses, set
 def test_no_retry_when_other_attempts_failed_during_the_backoff(mocked_responses, settings):
     """Calls failing together (an outage starting) do not all retry: the check is made again after the backoff."""
     settings.PROVIDER_MAX_RETRIES = 1
-    budget = RetryBudget(clock=FakeClock())
 
     def others_fail_meanwhile(seconds: float) -> None:
         for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER):
             budget.record_attempt(failed=True)
 
-    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=budget, sleep=others_fail_meanwhile)
+    budget = RetryBudget(clock=FakeClock(), sleep=others_fail_meanwhile)
+    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=budget)
     mocked_responses.post(URL, status=503, body="busy")
 
     with pytest.raises(ProviderUnavailableError) as failed:
@@ -411,3 +432,52 @@ def test_no_retry_when_other_attempts_failed_during_the_backoff(mocked_responses
 
     assert failed.value.attempts == 1
     assert len(mocked_responses.calls) == 1
+
+
+def test_a_backoff_ends_as_soon_as_the_worker_sees_an_outage(settings):
+    """A call waiting to retry gives up the moment other attempts' failures make an outage, not when its wait
+    is over, so its failure reaches the breaker without the backoff's delay."""
+    budget = RetryBudget()
+    outcome = []
+    waiting = threading.Thread(target=lambda: outcome.append(budget.backoff(60)))
+    waiting.start()
+    for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER + 1):
+        budget.record_attempt(failed=True)
+    waiting.join(timeout=10)
+
+    assert not waiting.is_alive()
+    assert outcome == [False]
+
+
+def test_a_backoff_outlives_failures_in_a_row_while_an_attempt_is_still_out(settings):
+    """Failures in a row with another attempt still out may be a blip: the backoff runs its course, and when that
+    attempt succeeds meanwhile the retry goes."""
+    budget = RetryBudget()
+    budget.start_attempt()  # still out
+    outcome = []
+    waiting = threading.Thread(target=lambda: outcome.append(budget.backoff(0.5)))
+    for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER + 1):
+        budget.start_attempt()
+        budget.record_attempt(failed=True)
+    waiting.start()
+    budget.record_attempt(failed=False)  # the attempt that was out answers
+    waiting.join(timeout=10)
+
+    assert outcome == [True]
+
+
+def test_failures_in_a_row_are_an_outage_only_when_no_attempt_is_still_out(settings):
+    budget = RetryBudget()
+    in_a_row = settings.PROVIDER_RETRY_OUTAGE_AFTER + 1
+    for _ in range(in_a_row + 1):
+        budget.start_attempt()
+    outcomes = [budget.record_attempt(failed=True) for _ in range(in_a_row)]
+    assert outcomes == [False] * in_a_row  # one attempt is still out: it may answer
+    assert budget.record_attempt(failed=True) is True  # it failed too: every attempt out failed
+
+
+def test_a_backoff_among_successes_lets_the_retry_go():
+    budget = RetryBudget()
+    budget.record_attempt(failed=False)
+    budget.record_attempt(failed=True)
+    assert budget.backoff(0.01) is True
