@@ -24,6 +24,10 @@ USER app
 
 # Metrics from every gunicorn worker, summed at each scrape (gunicorn.conf.py empties it at start).
 ENV PROMETHEUS_MULTIPROC_DIR=/tmp/plantid-metrics
+# glibc gives every thread that allocates at the same time an arena of its own (up to 8 per core) and keeps
+# what is freed in each: 16 threads decoding 12 MP photos grew a worker by 158-193 MiB in a first run of 96,
+# 104 MiB with 2 arenas (BENCHMARKS.md, "12 MP photos").
+ENV MALLOC_ARENA_MAX=2
 
 EXPOSE 8000
 

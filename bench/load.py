@@ -142,6 +142,7 @@ class Stack:
             "IDENTIFY_ALLOW_ANONYMOUS": "true",
             "IDENTIFY_THROTTLE_RATE": "none",
             "DJANGO_LOG_LEVEL": "WARNING",
+            "MALLOC_ARENA_MAX": "2",  # as the production image sets it (Dockerfile)
             "PLANT_ID_TIMEOUT": "2",
             "PLANTNET_TIMEOUT": "2",
             "IDENTIFY_DEADLINE": "3",

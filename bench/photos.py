@@ -4,19 +4,21 @@ Run (PostgreSQL and Redis given; create the database once):
     psql -h 127.0.0.1 -U postgres -c 'create database plantid_photos'
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/plantid_photos REDIS_URL=redis://127.0.0.1:6379/12 \\
         .venv/bin/python bench/photos.py [--against /tmp/photos-base [--against-database URL]] [--rounds 5] \\
-        [--profile 2]
+        [--profile 2] [--photos 32] [--upstream sandbox|fixed]
 
-One sandbox (both providers at a fixed 500 ms) and, on it, gunicorn with 1 worker x 16 threads (gthread) for this
-checkout, for ``--against`` (another checkout, run with this venv) and for the bare forwarder (bench/forwarder.py).
+Both providers at a fixed 500 ms (the provider sandbox, or with ``--upstream fixed`` bench/fixed_upstream.py, which
+replays the wire fixtures without decoding the photos, so the providers take almost none of the cores) and, on
+them, gunicorn with 1 worker x 16 threads (gthread) for this checkout, for ``--against`` (another checkout, run
+with this venv) and for the bare forwarder (bench/forwarder.py).
 Each round, interleaved:
 - the image-work bound: ``image_normalise`` on the same photos from memory, one thread per core (photos/s);
-- 12 MP: 32 distinct 4032x3024 JPEGs (3-6 MB, photo-like noise and texture; EXIF orientation 6 on half, an ICC
-  profile on a third; cached under /tmp) from 16 clients; wall time, photos/s, its ratio to the bound, and the
-  worker's peak RSS growth (VmHWM after the run minus VmRSS before, the high-water mark reset first);
+- 12 MP: 32 (``--photos``) distinct 4032x3024 JPEGs (3-6 MB, photo-like noise and texture; EXIF orientation 6
+  on half, an ICC profile on a third; cached under /tmp) from 16 clients; wall time, photos/s, its ratio to the
+  bound, and the worker's peak RSS growth (VmHWM after the run minus VmRSS before, the high-water mark reset first);
 - small images: 320 distinct 320x240 JPEGs from 16 clients; throughput as a share of the ideal (16 per 500 ms),
   for the service and the bare forwarder, and their ratio.
 The answer cache is emptied before every 12 MP run (the same photos come back each round).
-It also prints each process's CPU per photo (worker, sandbox, load client) and the ceiling the run's shape allows
+It also prints each process's CPU per photo (worker, providers, load client) and the ceiling the run's shape allows
 (the last photo decoded still waits 500 ms for its providers).
 ``--profile N`` then serves each checkout once more under yappi (CPU clock, every thread; bench/worker_profile.py)
 and py-spy --gil, for N runs of the 32 photos and of the small images, and prints inclusive CPU per phase and
@@ -30,6 +32,7 @@ import io
 import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
@@ -93,8 +96,9 @@ def _camera_jpeg(index: int) -> bytes:
 
 
 # ---------------------------------------------------------------------------- the image-work bound
-def bound(photo_dir: str) -> None:
-    """Run inside the checkout measured: photos/s of ``image_normalise`` with one thread per core (printed)."""
+def bound(photo_dir: str, count: int) -> None:
+    """Run inside the checkout measured: photos/s of ``image_normalise`` on the first ``count`` photos with one
+    thread per core (printed)."""
     sys.path.insert(0, os.getcwd())
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
     import django
@@ -102,7 +106,7 @@ def bound(photo_dir: str) -> None:
     django.setup()
     from apps.plant_identification.images import image_normalise
 
-    photos = [path.read_bytes() for path in sorted(Path(photo_dir).glob("photo-*.jpg"))]
+    photos = [path.read_bytes() for path in corpus(count)]
     cores = len(os.sched_getaffinity(0))
     with ThreadPoolExecutor(cores) as pool:
         list(pool.map(lambda data: image_normalise(io.BytesIO(data)), photos[:cores]))  # warm-up
@@ -165,9 +169,9 @@ def answer_cache_clear(stack: Stack) -> None:
         connection.delete(*keys)
 
 
-def twelve_mp(stack: Stack, server: Server, bodies: list[bytes]) -> dict:
+def twelve_mp(stack: Stack, server: Server, bodies: list[bytes], upstream_pid: int) -> dict:
     answer_cache_clear(stack)
-    pids = {"worker_cpu": server.worker_pid, "sandbox_cpu": stack.processes[0].pid, "client_cpu": os.getpid()}
+    pids = {"worker_cpu": server.worker_pid, "upstream_cpu": upstream_pid, "client_cpu": os.getpid()}
     cpu = {name: _cpu_seconds(pid) for name, pid in pids.items()}
     with PeakRss(server.worker_pid) as memory:
         results, elapsed = run(server.client, bodies, CLIENTS)
@@ -190,9 +194,9 @@ def small(server: Server, counter) -> dict:
     }
 
 
-def image_bound(stack: Stack, checkout: Path) -> float:
+def image_bound(stack: Stack, checkout: Path, count: int) -> float:
     out = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--bound", str(CACHE)],
+        [sys.executable, str(Path(__file__).resolve()), "--bound", str(count)],
         cwd=checkout,
         env=stack.env,
         capture_output=True,
@@ -324,6 +328,27 @@ def gil_leaves(raw: Path) -> str:
 
 
 # ---------------------------------------------------------------------------- the run
+def fixed_upstream(stack: Stack) -> int:
+    """Start bench/fixed_upstream.py and point every server started after it there; returns its pid."""
+    port = free_port()
+    command = [sys.executable, str(Path(__file__).with_name("fixed_upstream.py")), "--port", str(port)]
+    process = subprocess.Popen([*command, "--latency", str(PROVIDER_MS)])
+    stack.processes.append(process)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    base = f"http://127.0.0.1:{port}"
+    stack.env.update(
+        PLANT_ID_API_URL=f"{base}/plant-id/api/v3",
+        PLANTNET_API_URL=f"{base}/plantnet/v2",
+        PLANT_ID_USAGE_POLL_INTERVAL="0",  # the stand-in replays identifications only
+    )
+    return process.pid
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--against", type=Path, help="another checkout, served side by side (this venv)")
@@ -339,17 +364,30 @@ def main() -> None:
         metavar="ROUNDS",
         help="then profile this checkout's worker (yappi, py-spy --gil) for ROUNDS 12 MP runs",
     )
-    parser.add_argument("--bound", help=argparse.SUPPRESS)
+    parser.add_argument("--photos", type=int, default=PHOTOS, help="distinct 12 MP photos per run (made once)")
+    parser.add_argument(
+        "--upstream",
+        choices=("sandbox", "fixed"),
+        default="sandbox",
+        help="the providers: the sandbox (decodes every photo, on the same cores) or bench/fixed_upstream.py "
+        "(replays the wire fixtures, almost no CPU)",
+    )
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE", help="a setting for the servers")
+    parser.add_argument("--bound", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bound:
-        bound(args.bound)
+        bound(str(CACHE), args.bound)
         return
-    paths = corpus(PHOTOS)
+    paths = corpus(args.photos)
     sizes = [path.stat().st_size / 1e6 for path in paths]
     bodies = [multipart(path.read_bytes()) for path in paths]
-    stack = Stack(1, THREADS, {"IDENTIFY_DEADLINE": "10", "PLANT_ID_TIMEOUT": "5", "PLANTNET_TIMEOUT": "5"})
+    settings = {"IDENTIFY_DEADLINE": "10", "PLANT_ID_TIMEOUT": "5", "PLANTNET_TIMEOUT": "5"}
+    stack = Stack(1, THREADS, settings | dict(item.split("=", 1) for item in args.env))
     stack.start()  # the sandbox and a 4-worker service, which is not measured: stopped at once
     stack.processes[1].terminate()
+    upstream_pid = stack.processes[0].pid
+    if args.upstream == "fixed":
+        upstream_pid = fixed_upstream(stack)
     try:
         latency = {"latency": {"fixed": PROVIDER_MS}, "rates": {}}
         stack.faults({"plant_id": latency, "plantnet": latency})
@@ -369,18 +407,19 @@ def main() -> None:
         for server in [*services, forwarder]:  # warm-up: imports, connections, the first decodes
             run(server.client, [multipart(photo(next(counter))) for _ in range(CLIENTS)], CLIENTS)
         for server in services:
-            twelve_mp(stack, server, bodies[:CLIENTS])
+            twelve_mp(stack, server, bodies[:CLIENTS], upstream_pid)
         print(
             f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; 1 worker x {THREADS} threads; "
-            f"providers {PROVIDER_MS} ms; {PHOTOS} photos {SIZE[0]}x{SIZE[1]}, {min(sizes):.1f}-{max(sizes):.1f} MB "
+            f"providers {PROVIDER_MS} ms ({args.upstream}); {len(bodies)} photos {SIZE[0]}x{SIZE[1]}, "
+            f"{min(sizes):.1f}-{max(sizes):.1f} MB "
             f"(mean {statistics.mean(sizes):.1f}); {CLIENTS} clients"
         )
         figures: dict[str, dict[str, list[float]]] = {}
         for round_index in range(args.rounds):
             for label, checkout in checkouts.items():
-                figures.setdefault(label, {}).setdefault("bound", []).append(image_bound(stack, checkout))
+                figures.setdefault(label, {}).setdefault("bound", []).append(image_bound(stack, checkout, len(bodies)))
             for server in services:
-                result = twelve_mp(stack, server, bodies)
+                result = twelve_mp(stack, server, bodies, upstream_pid)
                 for name, value in result.items():
                     figures[server.label].setdefault(name, []).append(value)
             for server in [*services, forwarder]:
@@ -391,7 +430,7 @@ def main() -> None:
                 + json.dumps({k: {n: round(v[-1], 3) for n, v in f.items()} for k, f in figures.items()})
             )
         if args.rounds:
-            report(figures, forwarder.label)
+            report(figures, forwarder.label, len(bodies))
         if args.profile:
             for checkout in checkouts.values():
                 profile(stack, checkout, bodies, args.profile, "12 MP")
@@ -401,7 +440,7 @@ def main() -> None:
         stack.stop()
 
 
-def report(figures: dict[str, dict[str, list[float]]], forwarder: str) -> None:
+def report(figures: dict[str, dict[str, list[float]]], forwarder: str, photos: int) -> None:
     median = {label: {name: statistics.median(values) for name, values in f.items()} for label, f in figures.items()}
     bare = median[forwarder]["small"]
     print(f"\nmedians of {len(figures[forwarder]['small'])} rounds:")
@@ -421,12 +460,12 @@ def report(figures: dict[str, dict[str, list[float]]], forwarder: str) -> None:
     cores = len(os.sched_getaffinity(0))
     for label, m in median.items():
         if label != forwarder:
-            # the last photo decoded still waits 500 ms for its providers: no run of 32 can beat this
-            ceiling = PHOTOS / (PHOTOS / m["bound"] + PROVIDER_MS / 1000)
+            # the last photo decoded still waits 500 ms for its providers: no run of that many can beat this
+            ceiling = photos / (photos / m["bound"] + PROVIDER_MS / 1000)
             print(
                 f"  {label}: ceiling with the providers' 500 ms after the last decode {ceiling:.1f} photos/s "
                 f"({ceiling / m['bound']:.2f} of the bound; reached {m['photos_per_s'] / ceiling:.2f} of it); "
-                f"CPU ms/photo: worker {m['worker_cpu']:.0f}, sandbox {m['sandbox_cpu']:.0f}, "
+                f"CPU ms/photo: worker {m['worker_cpu']:.0f}, upstream {m['upstream_cpu']:.0f}, "
                 f"load client {m['client_cpu']:.0f}, image work alone {cores * 1000 / m['bound']:.0f} "
                 "(cores x 1000 / bound); "
                 f"small: worker {m['small_cpu']:.1f} CPU ms/request"
