@@ -258,7 +258,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
-def profile(stack: Stack, checkout: Path, bodies: list[bytes], rounds: int, name: str) -> None:
+def profile(stack: Stack, checkout: Path, bodies: list[bytes], rounds: int, name: str, upstream_pid: int) -> None:
     """Serve ``checkout`` once more under yappi (bench/worker_profile.py) and py-spy --gil; print the phases."""
     PROFILES.mkdir(exist_ok=True)
     tag = re.sub(r"\W+", "-", f"{checkout.name}-{name}")
@@ -273,7 +273,7 @@ def profile(stack: Stack, checkout: Path, bodies: list[bytes], rounds: int, name
         env={"WORKER_PROFILE_OUT": str(out)},
     )
     run(server.client, [multipart(photo(10**8 + index)) for index in range(CLIENTS)], CLIENTS)
-    twelve_mp(stack, server, bodies[:CLIENTS])
+    twelve_mp(stack, server, bodies[:CLIENTS], upstream_pid)
     pid, cpu_before = server.worker_pid, _cpu_seconds(server.worker_pid)
     spy = subprocess.Popen(
         [
@@ -294,7 +294,7 @@ def profile(stack: Stack, checkout: Path, bodies: list[bytes], rounds: int, name
         stderr=subprocess.DEVNULL,
     )
     time.sleep(1)
-    walls = [twelve_mp(stack, server, bodies)["wall"] for _ in range(rounds)]
+    walls = [twelve_mp(stack, server, bodies, upstream_pid)["wall"] for _ in range(rounds)]
     cpu = _cpu_seconds(pid) - cpu_before
     spy.send_signal(2)
     spy.wait(30)
@@ -433,9 +433,9 @@ def main() -> None:
             report(figures, forwarder.label, len(bodies))
         if args.profile:
             for checkout in checkouts.values():
-                profile(stack, checkout, bodies, args.profile, "12 MP")
+                profile(stack, checkout, bodies, args.profile, "12 MP", upstream_pid)
                 small_bodies = [multipart(photo(next(counter))) for _ in range(SMALL_REQUESTS)]
-                profile(stack, checkout, small_bodies, args.profile, "small images")
+                profile(stack, checkout, small_bodies, args.profile, "small images", upstream_pid)
     finally:
         stack.stop()
 
