@@ -32,7 +32,6 @@ import io
 import json
 import os
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -334,12 +333,7 @@ def fixed_upstream(stack: Stack) -> int:
     command = [sys.executable, str(Path(__file__).with_name("fixed_upstream.py")), "--port", str(port)]
     process = subprocess.Popen([*command, "--latency", str(PROVIDER_MS)])
     stack.processes.append(process)
-    for _ in range(100):
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
-        except OSError:
-            time.sleep(0.1)
+    wait_up(port, "/", process)  # any answer will do (a GET is a 501): it is listening
     base = f"http://127.0.0.1:{port}"
     stack.env.update(
         PLANT_ID_API_URL=f"{base}/plant-id/api/v3",

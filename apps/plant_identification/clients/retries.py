@@ -76,25 +76,23 @@ class RetryBudget:
             self._attempt_ended.notify_all()
             return bool(failed) and self._all_failed()
 
-    def failing(self) -> bool:
-        """True when more than ``PROVIDER_RETRY_OUTAGE_AFTER`` attempts in a row have failed in this worker, the
-        caller's own included, so calls that failed together (an outage starting) do not all retry."""
-        with self._lock:
-            return self._failing()
-
     def _failing(self) -> bool:
+        """More than ``PROVIDER_RETRY_OUTAGE_AFTER`` attempts in a row have failed in this worker (the lock held)."""
         return self._failed_in_a_row > settings.PROVIDER_RETRY_OUTAGE_AFTER
 
     def _all_failed(self) -> bool:
         return self._failing() and self._out == 0
 
     def backoff(self, seconds: float) -> bool:
-        """Wait ``seconds`` before a retry; True when the retry may go (not ``failing()`` then). The wait ends
-        early, False, once ``failing()`` with no attempt of this worker still out: every call it had out has
-        failed, an outage, which the calls still out could have contradicted in a blip."""
+        """Wait ``seconds`` before a retry; True when the retry may go: fewer than ``PROVIDER_RETRY_OUTAGE_AFTER``
+        + 1 attempts in a row have failed in this worker by then, so calls that failed together (an outage
+        starting) do not all retry. The wait ends early, False, once that many have failed with no attempt of
+        this worker still out: every call it had out has failed, which a call still out could have contradicted
+        in a blip."""
         if self.sleep is not None:
             self.sleep(seconds)
-            return not self.failing()
+            with self._lock:
+                return not self._failing()
         with self._attempt_ended:
             self._attempt_ended.wait_for(self._all_failed, timeout=seconds)
             return not self._failing()
