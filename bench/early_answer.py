@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from load import Client, Stack, multipart, percentile, photo, run
+from load import CIRCUITS_CLOSE, Client, Stack, multipart, percentile, photo, run
 
 SERVICE = {
     "PLANT_ID_TIMEOUT": "10",
@@ -50,8 +50,7 @@ PATH = "/api/v1/plant-identification/identifications/{}/"
 ANSWERED = ("ok", "no_match")
 SETTINGS = (
     "from django.conf import settings\n"
-    "from apps.plant_identification.circuits.breaker import BREAKERS\n"
-    "[b.close() for b in BREAKERS.values()]\n"
+    f"{CIRCUITS_CLOSE}\n"
     "print(json.dumps([settings.IDENTIFY_EARLY_ANSWER, settings.IDENTIFY_LATE_GRACE, "
     "settings.IDENTIFY_LATE_GRACE_FACTOR, settings.PLANT_ID_DECISIVE_SCORE]))"
 )

@@ -83,9 +83,7 @@ def variant(name: str, overrides: dict[str, str], args, first_photo: int) -> lis
     stack = Stack(args.workers, args.threads, {**PRODUCTION, **overrides})
     stack.start()
     try:
-        stack.django(
-            "from apps.plant_identification.circuits.breaker import BREAKERS\n[b.close() for b in BREAKERS.values()]"
-        )
+        stack.circuits_close()
         stack.faults(
             {"seed": args.seed, **{p: {"latency": LATENCY, "rates": TRANSIENT} for p in ("plant_id", "plantnet")}}
         )

@@ -32,6 +32,9 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANT_ID_MS, PLANTNET_MS = 600, 400
+CIRCUITS_CLOSE = (  # Django shell code: close every circuit
+    "from apps.plant_identification.circuits.breaker import BREAKERS\n[b.close() for b in BREAKERS.values()]"
+)
 CHAOS_RATE = 40.0  # requests per second offered during the chaos run (2,000 requests: about 50 s)
 
 
@@ -254,6 +257,10 @@ class Stack:
         )
         return result.stdout.strip().splitlines()[-1]
 
+    def circuits_close(self) -> None:
+        """Close every circuit in the stack's Redis: a run starts closed, whatever an earlier run left there."""
+        self.django(CIRCUITS_CLOSE)
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.terminate()
@@ -267,9 +274,7 @@ def calm(stack: Stack) -> None:
             "plantnet": {"latency": {"fixed": PLANTNET_MS}, "rates": {}},
         }
     )
-    stack.django(
-        "from apps.plant_identification.circuits.breaker import BREAKERS\n[b.close() for b in BREAKERS.values()]"
-    )
+    stack.circuits_close()
 
 
 def run(client: Client, bodies: list[bytes], concurrency: int, rate: float | None = None) -> tuple[list, float]:

@@ -379,6 +379,7 @@ def main() -> None:
     stack = Stack(1, THREADS, settings | dict(item.split("=", 1) for item in args.env))
     stack.start()  # the sandbox and a 4-worker service, which is not measured: stopped at once
     stack.processes[1].terminate()
+    stack.circuits_close()
     upstream_pid = stack.processes[0].pid
     if args.upstream == "fixed":
         upstream_pid = fixed_upstream(stack)
