@@ -57,6 +57,18 @@ ANSWERED = ("ok", "no_match")
 CALLED = (*ANSWERED, "error", "timeout")  # the provider was called (not turned away by its circuit)
 
 
+def refused_retries(before: dict, after: dict) -> dict[str, int]:
+    """Retryable failures not retried between two scrapes, by provider and reason (``provider:reason``)."""
+    refused = {}
+    for (name, labels), value in after.items():
+        if name == "plantid_provider_retries_refused_total":
+            labels = dict(labels)
+            grown = value - before.get((name, frozenset(labels.items())), 0)
+            if grown:
+                refused[f"{labels['provider']}:{labels['reason']}"] = int(grown)
+    return dict(sorted(refused.items()))
+
+
 def phase_figures(results: list, upstream: dict[str, int]) -> dict[str, float]:
     """The figures of one phase from its responses and the upstream requests the sandbox counted."""
     every = [json.loads(payload) for status, _, _, payload in results if status in (200, 503)]
@@ -64,6 +76,12 @@ def phase_figures(results: list, upstream: dict[str, int]) -> dict[str, float]:
     bodies = [json.loads(payload) if status == 200 else None for status, _, _, payload in results]
     used = {
         provider: sum(1 for body in bodies if body and body["providers"][provider]["status"] in ANSWERED)
+        for provider in ("plant_id", "plantnet")
+    }
+    called = {
+        provider: [
+            body["providers"][provider]["status"] for body in every if body["providers"][provider]["status"] in CALLED
+        ]
         for provider in ("plant_id", "plantnet")
     }
     count = len(results)
@@ -75,6 +93,7 @@ def phase_figures(results: list, upstream: dict[str, int]) -> dict[str, float]:
         "used Pl@ntNet": used["plantnet"] / count,
         "attempts/request": sum(upstream.values()) / count,
         "attempts/call": sum(upstream.values()) / max(1, calls),
+        "Plant.id failed": called["plant_id"].count("error") / max(1, len(called["plant_id"])),
         "Pl@ntNet requests": upstream["plantnet"],
     }
 
@@ -95,13 +114,14 @@ def variant(name: str, overrides: dict[str, str], args, first_photo: int) -> lis
         ):
             if plan:
                 stack.faults(plan)
-            before = stack.stats()
+            before, scraped = stack.stats(), stack.metrics()
             results, _ = run(client, [multipart(photo(next(photos))) for _ in range(requests)], args.clients)
             after = stack.stats()
             upstream = {
                 p: after.get(f"{p}:requests", 0) - before.get(f"{p}:requests", 0) for p in ("plant_id", "plantnet")
             }
             figures.append((label, phase_figures(results, upstream)))
+            print(f"  {name}, {label}: retries refused {refused_retries(scraped, stack.metrics()) or 'none'}")
         return figures
     finally:
         stack.stop()

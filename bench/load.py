@@ -29,6 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 PLANT_ID_MS, PLANTNET_MS = 600, 400
@@ -132,6 +133,7 @@ class Stack:
     def __init__(self, workers: int, threads: int, overrides: dict[str, str] | None = None) -> None:
         self.workers, self.threads = workers, threads
         self.tmp = Path(tempfile.mkdtemp(prefix="plantid-load-"))
+        (self.tmp / "metrics").mkdir()
         bulkhead = str(threads)  # every request a worker takes may reach both providers: no shedding in a calm run
         self.env = {
             **os.environ,
@@ -146,6 +148,7 @@ class Stack:
             "IDENTIFY_THROTTLE_RATE": "none",
             "DJANGO_LOG_LEVEL": "WARNING",
             "MALLOC_ARENA_MAX": "2",  # as the production image sets it (Dockerfile)
+            "PROMETHEUS_MULTIPROC_DIR": str(self.tmp / "metrics"),  # as the image does: /metrics sums the workers
             "PLANT_ID_TIMEOUT": "2",
             "PLANTNET_TIMEOUT": "2",
             "IDENTIFY_DEADLINE": "3",
@@ -231,6 +234,16 @@ class Stack:
     def stats(self) -> dict[str, int]:
         """The sandbox's request counters (``<provider>:requests`` and the like)."""
         return self.control("GET", "stats")
+
+    def metrics(self) -> dict[tuple[str, frozenset], float]:
+        """The service's /metrics (every worker's), as {(sample name, frozenset of label items): value}."""
+        status, _, _, payload = Client(self.port).get("/metrics")
+        assert status == 200, payload[:200]
+        return {
+            (sample.name, frozenset(sample.labels.items())): sample.value
+            for family in text_string_to_metric_families(payload.decode())
+            for sample in family.samples
+        }
 
     def control(self, method: str, name: str, body: dict | None = None) -> dict:
         connection = http.client.HTTPConnection("127.0.0.1", self.sandbox_port, timeout=5)

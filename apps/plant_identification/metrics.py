@@ -49,6 +49,13 @@ PROVIDER_RETRIES = Counter(
     ["provider"],
     registry=_REGISTRY,
 )
+RETRIES_REFUSED = Counter(
+    "plantid_provider_retries_refused",
+    "Retryable failures not retried, by reason: no time left, the retry budget spent, an outage seen by this"
+    " worker (every attempt it had out failed) or by the circuit (open, or failed calls in a row fleet-wide).",
+    ["provider", "reason"],
+    registry=_REGISTRY,
+)
 CACHE_HITS = Counter(
     "plantid_cache_hits",
     "Provider parts of identify requests answered from the answer cache.",
@@ -122,6 +129,11 @@ def _count(counter: Counter, labels: tuple[str, ...], amount: float = 1, what: s
 def late_answer_record(provider: str, outcome: str) -> None:
     """Count one provider part left pending by an early answer, or how one ended; never raises."""
     _count(LATE_ANSWERS, (provider, outcome), what="a late answer")
+
+
+def retry_refused_record(provider: str, reason: str) -> None:
+    """Count one retryable failure that was not retried, and why; never raises."""
+    _count(RETRIES_REFUSED, (provider, reason), what="a refused retry")
 
 
 def single_flight_wait_record(provider: str, outcome: str) -> None:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.clients import PlantNetClient
 from apps.plant_identification.clients.retries import RetryBudget
+from apps.plant_identification.exceptions import ProviderUnavailableError
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.services.identify import plant_identify
 from tests.factories import (
@@ -197,6 +199,69 @@ def test_retries_are_counted_per_provider(anonymous_client, mocked_responses, se
     assert len(mocked_responses.calls) == 2
     assert delta(before, after, "plantid_provider_retries_total", provider="plantnet") == 1
     assert delta(before, after, "plantid_provider_calls_total", provider="plantnet", outcome="ok") == 1
+
+
+def _refusal_budget(settings, budget: RetryBudget) -> dict:
+    settings.PROVIDER_RETRY_BUDGET_FLOOR = settings.PROVIDER_RETRY_BUDGET_PERCENT = 0
+    return {}
+
+
+def _refusal_no_time(settings, budget: RetryBudget) -> dict:
+    return {"deadline": time.monotonic()}
+
+
+def _refusal_worker_outage(settings, budget: RetryBudget) -> dict:
+    for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER):  # this worker's attempts before: all failed, none out
+        budget.start_attempt()
+        budget.record_attempt(failed=True)
+    return {}
+
+
+def _refusal_circuit_outage(settings, budget: RetryBudget) -> dict:
+    settings.PLANTNET_CIRCUIT_FAIL_MAX = 10  # closed, but other workers' failed calls in a row were counted
+
+    def fail():
+        raise ConnectionError("another worker's call failed")
+
+    for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER):
+        with pytest.raises(ConnectionError):
+            breaker_for(Provider.PLANTNET).call(fail)
+    return {}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("reason", "arrange"),
+    [
+        ("budget", _refusal_budget),
+        ("no_time", _refusal_no_time),
+        ("worker_outage", _refusal_worker_outage),
+        ("circuit_outage", _refusal_circuit_outage),
+    ],
+)
+def test_a_retryable_failure_not_retried_is_counted_with_its_reason(
+    anonymous_client, mocked_responses, settings, reason, arrange
+):
+    settings.PROVIDER_MAX_RETRIES = 1
+    mocked_responses.post(PLANTNET_URL, status=502, body="bad gateway")
+    budget = RetryBudget(sleep=lambda _: None)
+    client = PlantNetClient(
+        api_key="test-plantnet-key", base_url="https://plantnet.test/v2", timeout=5, project="all", retry_budget=budget
+    )
+    identify_options = arrange(settings, budget)
+    before = scrape(anonymous_client)
+
+    with pytest.raises(ProviderUnavailableError) as failed:
+        client.identify(make_request(), **identify_options)
+    after = scrape(anonymous_client)
+
+    assert failed.value.attempts == len(mocked_responses.calls) == 1
+    assert delta(before, after, "plantid_provider_retries_refused_total", provider="plantnet", reason=reason) == 1
+    others = {"budget", "no_time", "worker_outage", "circuit_outage"} - {reason}
+    assert not any(
+        delta(before, after, "plantid_provider_retries_refused_total", provider="plantnet", reason=other)
+        for other in others
+    )
 
 
 @pytest.mark.django_db

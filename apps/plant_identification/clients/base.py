@@ -40,6 +40,7 @@ from apps.plant_identification.exceptions import (
     ProviderTimeoutError,
     ProviderUnavailableError,
 )
+from apps.plant_identification.metrics import retry_refused_record
 from apps.plant_identification.providers import Provider, provider_spec
 from apps.plant_identification.types import IdentifyRequest, ProviderAnswer
 
@@ -49,6 +50,11 @@ CONNECT_TIMEOUT = 5.0
 DEFAULT_QUOTA_WAIT = 60.0  # a 429 that says nothing about when the quota returns
 CACHE_VERSION = "v2"  # bump when parsing changes what a cached answer holds
 ERROR_EXCERPT = 200
+# why a retryable failure was not retried (the ``reason`` label of plantid_provider_retries_refused_total)
+REFUSED_NO_TIME = "no_time"
+REFUSED_BUDGET = "budget"
+REFUSED_WORKER_OUTAGE = "worker_outage"
+REFUSED_CIRCUIT_OUTAGE = "circuit_outage"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,8 +228,8 @@ class BaseProviderClient:
                 wait = backoff_seconds()
                 if not self._may_retry(exc, attempt, started, wait, deadline, local_outage):
                     raise
-                if self._outage(local=not self.retry_budget.backoff(wait)):  # checked again after the backoff
-                    logger.info("provider=%s no retry after the backoff (%s)", self.provider.value, exc.message)
+                if outage := self._outage(local=not self.retry_budget.backoff(wait)):  # again after the backoff
+                    self._refuse(outage, exc, "after the backoff")
                     raise
             except BaseException:
                 self.retry_budget.record_attempt(failed=None)
@@ -242,24 +248,35 @@ class BaseProviderClient:
             return False
         resume = time.monotonic() + wait + MIN_ROOM  # the retry must be able to finish in the timeout and deadline
         if resume - started > self.timeout or (deadline is not None and resume > deadline):
+            self._refuse(REFUSED_NO_TIME, exc)
             return False
-        if self._outage(local=local_outage):
+        if outage := self._outage(local=local_outage):
+            self._refuse(outage, exc)
             return False
         if not self.retry_budget.try_spend():
-            logger.info("provider=%s no retry: the retry budget is spent (%s)", self.provider.value, exc.message)
+            self._refuse(REFUSED_BUDGET, exc)
             return False
         logger.info("provider=%s retry attempt=%d after %s", self.provider.value, attempt + 1, exc.message)
         return True
 
-    def _outage(self, *, local: bool) -> bool:
-        """A retry would feed an outage: this worker sees one (``local``), or the circuit is open (another call
-        tripped it) or has counted ``PROVIDER_RETRY_OUTAGE_AFTER`` failed calls in a row, in any worker."""
+    def _outage(self, *, local: bool) -> str | None:
+        """Which outage a retry would feed, None when none: this worker sees one (``local``), or the circuit is
+        open (another call tripped it) or has counted ``PROVIDER_RETRY_OUTAGE_AFTER`` failed calls in a row, in
+        any worker."""
         if local:
-            return True
+            return REFUSED_WORKER_OUTAGE
         if not settings.CIRCUIT_BREAKER_ENABLED:
-            return False
+            return None
         record = self.breaker.record()
-        return record.state == CircuitState.OPEN or record.fail >= settings.PROVIDER_RETRY_OUTAGE_AFTER
+        if record.state == CircuitState.OPEN or record.fail >= settings.PROVIDER_RETRY_OUTAGE_AFTER:
+            return REFUSED_CIRCUIT_OUTAGE
+        return None
+
+    def _refuse(self, reason: str, exc: ProviderError, when: str = "") -> None:
+        """Log and count a retryable failure that is not retried."""
+        when = f" {when}" if when else ""
+        logger.info("provider=%s no retry%s: %s (%s)", self.provider.value, when, reason, exc.message)
+        retry_refused_record(self.provider.value, reason)
 
     @property
     def session(self) -> requests.Session:

@@ -23,7 +23,8 @@ def service(tmp_path):
 def test_every_worker_serves_the_last_answer_when_both_providers_fail(service):
     first = service.identify(PHOTO)
     assert first["degraded"] is False
-    service.sandbox.state.faults.update({"plant_id": {"rates": {"500": 1.0}}, "plantnet": {"rates": {"500": 1.0}}})
+    failing = {"rates": {"500": 1.0}, "latency": {"fixed": 300}}  # slow enough that one worker cannot take all
+    service.sandbox.state.faults.update({"plant_id": failing, "plantnet": failing})
     service.sandbox.state.reset()
 
     bodies = []
