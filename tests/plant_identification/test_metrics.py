@@ -211,9 +211,12 @@ def _refusal_no_time(settings, budget: RetryBudget) -> dict:
 
 
 def _refusal_worker_outage(settings, budget: RetryBudget) -> dict:
-    for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER):  # this worker's attempts before: all failed, none out
-        budget.start_attempt()
+    for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER + 1):  # this worker's attempts before: all failed, none
+        budget.start_attempt()  # out,
         budget.record_attempt(failed=True)
+    assert budget.backoff(0) is True  # and the probe they made it send failed too
+    budget.start_attempt()
+    budget.record_attempt(failed=True)
     return {}
 
 

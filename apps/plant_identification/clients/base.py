@@ -228,7 +228,10 @@ class BaseProviderClient:
                 wait = backoff_seconds()
                 if not self._may_retry(exc, attempt, started, wait, deadline, local_outage):
                     raise
-                if outage := self._outage(local=not self.retry_budget.backoff(wait)):  # again after the backoff
+                may_go = self.retry_budget.backoff(wait, until=self._latest_retry(started, deadline))
+                if outage := self._outage(local=not may_go):  # checked again after the backoff
+                    if may_go:
+                        self.retry_budget.withdraw()
                     self._refuse(outage, exc, "after the backoff")
                     raise
             except BaseException:
@@ -238,6 +241,10 @@ class BaseProviderClient:
                 self.retry_budget.record_attempt(failed=False)
                 return dataclasses.replace(answer, attempts=attempt) if attempt > 1 else answer
             attempt += 1
+
+    def _latest_retry(self, started: float, deadline: float | None) -> float:
+        """The last moment a retry may start and still finish within the call's timeout and the deadline."""
+        return min(started + self.timeout, math.inf if deadline is None else deadline) - MIN_ROOM
 
     def _may_retry(
         self, exc: ProviderError, attempt: int, started: float, wait: float, deadline: float | None, local_outage: bool

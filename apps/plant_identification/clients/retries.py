@@ -6,16 +6,19 @@ because a provider's 500 under load is as transient as a proxy's 502, and an err
 Never a timeout (slow, and the provider may be working on it, and billing it), a 4xx, a 429 or a 401/403.
 
 At most ``PROVIDER_MAX_RETRIES`` (0 or 1) per call, after a short jittered backoff, only while the provider
-timeout and the request deadline leave room, and not in an outage, which a retry only feeds (a failure among
-successes is a blip; failures in a row are an outage): not once more than ``PROVIDER_RETRY_OUTAGE_AFTER``
-attempts in a row have failed in this worker with none still out, nor once the circuit is open or has counted
-that many failed calls in a row in the whole fleet. Both are checked again after the backoff, and a backoff
-ends at once when the worker sees such an outage, so calls that failed together give up together and their
-failures reach the breaker without the backoff's delay. A per-worker, per-provider budget (Finagle's and
+timeout and the request deadline leave room, and not in an outage, which a retry only feeds. More than
+``PROVIDER_RETRY_OUTAGE_AFTER`` attempts in a row failed in this worker with none still out only suspects one
+(at 20 % faults a worker's four calls out all fail about once a run): one retry then goes as the probe while
+the others wait for it, and they go if it succeeds; its failure confirms the outage, and then no failure is
+retried until an attempt succeeds. The circuit open, or counting that many failed calls in a row in the whole
+fleet, is an outage too. Both are checked again after the backoff, and a backoff ends at once when the worker
+sees a confirmed outage, so calls that failed together give up together and their failures reach the breaker
+without the backoff's delay. A per-worker, per-provider budget (Finagle's and
 Envoy's model) bounds the rest: over the last ``PROVIDER_RETRY_BUDGET_WINDOW`` seconds, retries may be at most
 ``PROVIDER_RETRY_BUDGET_PERCENT`` of the calls, plus ``PROVIDER_RETRY_BUDGET_FLOOR`` retries always allowed.
 """
 
+import math
 import random
 import threading
 import time
@@ -49,6 +52,9 @@ class RetryBudget:
         self._calls: deque[float] = deque()
         self._retries: deque[float] = deque()
         self._failed_in_a_row = 0
+        self._confirmed = False  # the probe of a suspected outage failed (until an attempt succeeds)
+        self._probing = False  # a retry is out to test a suspected outage
+        self._thread = threading.local()  # .probe: this thread's retry is that probe
         self._out = 0  # attempts sent and not ended
         self._lock = threading.Lock()
         self._attempt_ended = threading.Condition(self._lock)
@@ -59,6 +65,7 @@ class RetryBudget:
             self._calls.clear()
             self._retries.clear()
             self._failed_in_a_row = self._out = 0
+            self._confirmed = self._probing = False
 
     def start_attempt(self) -> None:
         """Note an attempt sent; ``record_attempt`` notes how it ended."""
@@ -67,35 +74,69 @@ class RetryBudget:
 
     def record_attempt(self, *, failed: bool | None) -> bool:
         """Note how an attempt ended (failed: an outage-like failure; None: it says nothing of the provider);
-        True when it looks like an outage: this failure follows ``PROVIDER_RETRY_OUTAGE_AFTER`` failed attempts
-        in a row and no attempt of this worker is still out (one still out may yet answer: a blip)."""
+        True when it shows an outage with no attempt of this worker still out (one still out may yet answer)."""
         with self._lock:
             self._out = max(0, self._out - 1)
+            probe = self._end_probe()
             if failed is not None:
                 self._failed_in_a_row = self._failed_in_a_row + 1 if failed else 0
+                self._confirmed = failed and (probe or self._confirmed)
             self._attempt_ended.notify_all()
-            return bool(failed) and self._all_failed()
+            return bool(failed) and self._outage() and self._out == 0
 
-    def _failing(self) -> bool:
+    def withdraw(self) -> None:
+        """The retry that ``backoff`` allowed this thread is not sent after all."""
+        with self._lock:
+            self._end_probe()
+            self._attempt_ended.notify_all()
+
+    def _end_probe(self) -> bool:
+        """End this thread's probe, True if it had one out (the lock held)."""
+        if not getattr(self._thread, "probe", False):
+            return False
+        self._thread.probe = self._probing = False
+        return True
+
+    def _suspected(self) -> bool:
         """More than ``PROVIDER_RETRY_OUTAGE_AFTER`` attempts in a row have failed in this worker (the lock held)."""
         return self._failed_in_a_row > settings.PROVIDER_RETRY_OUTAGE_AFTER
 
-    def _all_failed(self) -> bool:
-        return self._failing() and self._out == 0
+    def _outage(self) -> bool:
+        """A suspected outage that the failed probe confirmed (the lock held)."""
+        return self._suspected() and self._confirmed
 
-    def backoff(self, seconds: float) -> bool:
-        """Wait ``seconds`` before a retry; True when the retry may go: fewer than ``PROVIDER_RETRY_OUTAGE_AFTER``
-        + 1 attempts in a row have failed in this worker by then, so calls that failed together (an outage
-        starting) do not all retry. The wait ends early, False, once that many have failed with no attempt of
-        this worker still out: every call it had out has failed, which a call still out could have contradicted
-        in a blip."""
+    def _verdict(self) -> bool | None:
+        """True: the retry may go; False: an outage; None: wait for the probe out (the lock held)."""
+        if not self._suspected():
+            return True
+        if self._outage():
+            return False
+        if self._probing:
+            return None
+        self._thread.probe = self._probing = True  # this thread's retry is the probe
+        return True
+
+    def backoff(self, seconds: float, until: float = math.inf) -> bool:
+        """Wait ``seconds`` before a retry; True when the retry may go (then sent, or ``withdraw``-n). It may
+        unless this worker suspects an outage by then (more than ``PROVIDER_RETRY_OUTAGE_AFTER`` attempts in a
+        row failed): one retry then goes as the probe, and the others wait for it until ``until``
+        (``time.monotonic()``): they go if it succeeds, give up if it fails. The wait ends early, False, once
+        an outage is confirmed with no attempt of this worker still out, so calls that failed together give up
+        together. With an injected ``sleep`` nothing waits for a probe: the retry gives up."""
         if self.sleep is not None:
             self.sleep(seconds)
             with self._lock:
-                return not self._failing()
+                return bool(self._verdict())
         with self._attempt_ended:
-            self._attempt_ended.wait_for(self._all_failed, timeout=seconds)
-            return not self._failing()
+            self._attempt_ended.wait_for(lambda: self._outage() and self._out == 0, timeout=seconds)
+            while (verdict := self._verdict()) is None:
+                remaining = until - time.monotonic()
+                if remaining <= 0 or not self._attempt_ended.wait_for(
+                    lambda: not self._probing or not self._suspected() or self._outage(),
+                    timeout=None if remaining == math.inf else remaining,
+                ):
+                    return False
+            return verdict
 
     def record_call(self) -> None:
         """Count one logical call (it earns the budget its share of a retry)."""

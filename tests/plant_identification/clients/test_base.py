@@ -397,31 +397,62 @@ def test_no_retry_once_the_fleet_counted_failed_calls_in_a_row(retrying, mocked_
 
 
 def test_no_retry_after_failed_attempts_in_a_row(retrying, mocked_responses, settings):
-    """A failure among successes is retried; after PROVIDER_RETRY_OUTAGE_AFTER failed attempts in a row (an
-    outage) failures are not, until an attempt succeeds."""
+    """A failure among successes is retried; after more than PROVIDER_RETRY_OUTAGE_AFTER failed attempts in a row
+    (a suspected outage) one retry goes as the probe, and once it fails too (an outage) failures are not
+    retried, until an attempt succeeds."""
     assert settings.PROVIDER_RETRY_OUTAGE_AFTER == 3  # the default
-    for status in (503, 503, 503, 503, 503, 200, 503, 200):
+    for status in (503, 503, 503, 503, 503, 503, 503, 200, 503, 200):
         mocked_responses.post(URL, status=status, body="busy") if status != 200 else mocked_responses.post(
             URL, json=OK_BODY
         )
     outcomes = []
-    for index in range(5):
+    for index in range(6):
         try:
             outcomes.append(retrying.identify(make_request(color=(60, 60, 10 * index))).attempts)
         except ProviderUnavailableError as exc:
             outcomes.append(f"failed after {exc.attempts}")
         breaker_for(retrying.provider).close()
-    # 503, 503 (2 in a row); 503, 503 (4 in a row); 503 after 4 (no retry); 200; 503 retried into 200
-    assert outcomes == ["failed after 2", "failed after 2", "failed after 1", 1, 2]
+    # 503, 503 (2 in a row); 503, 503 (4); 503 (5: suspected), the probe 503 (confirmed); 503 (no retry); 200;
+    # 503 retried into 200
+    assert outcomes == ["failed after 2", "failed after 2", "failed after 2", "failed after 1", 1, 2]
 
 
-def test_no_retry_when_other_attempts_failed_during_the_backoff(mocked_responses, settings):
-    """Calls failing together (an outage starting) do not all retry: the check is made again after the backoff."""
+def test_a_probe_refused_by_a_circuit_that_opened_during_the_backoff_is_withdrawn(mocked_responses, settings):
+    """The probe the backoff allowed is not sent into a circuit that opened meanwhile, and does not stay out: the
+    next suspected failure's retry may probe."""
+    settings.PROVIDER_MAX_RETRIES = 1
+    breaker = breaker_for(MinimalClient.provider)
+    budget = RetryBudget(sleep=lambda _: breaker.open())
+    for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER):
+        budget.record_attempt(failed=True)
+    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=budget)
+    mocked_responses.post(URL, status=503, body="busy")
+
+    with pytest.raises(ProviderUnavailableError) as failed:
+        client.identify(make_request())
+
+    assert failed.value.attempts == len(mocked_responses.calls) == 1
+    outcome = []
+    probing = threading.Thread(target=lambda: outcome.append(budget.backoff(0)))
+    probing.start()
+    probing.join(timeout=10)
+    assert outcome == [True]  # no probe left out: another thread's retry becomes the probe
+
+
+def test_no_retry_when_other_calls_confirmed_an_outage_during_the_backoff(mocked_responses, settings):
+    """Calls failing together (an outage starting) do not all retry: the check is made again after the backoff,
+    and other calls' failures in a row, their probe's too, are an outage."""
     settings.PROVIDER_MAX_RETRIES = 1
 
     def others_fail_meanwhile(seconds: float) -> None:
+        if probed:  # the probe's own backoff
+            return
+        probed.append(True)
         for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER):
             budget.record_attempt(failed=True)
+        _probe_fails(budget)
+
+    probed = []
 
     budget = RetryBudget(clock=FakeClock(), sleep=others_fail_meanwhile)
     client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=budget)
@@ -434,15 +465,97 @@ def test_no_retry_when_other_attempts_failed_during_the_backoff(mocked_responses
     assert len(mocked_responses.calls) == 1
 
 
-def test_a_backoff_ends_as_soon_as_the_worker_sees_an_outage(settings):
-    """A call waiting to retry gives up the moment other attempts' failures make an outage, not when its wait
-    is over, so its failure reaches the breaker without the backoff's delay."""
-    budget = RetryBudget()
-    outcome = []
-    waiting = threading.Thread(target=lambda: outcome.append(budget.backoff(60)))
-    waiting.start()
+def test_a_suspected_outage_sends_one_retry_as_its_probe(mocked_responses, settings):
+    """First attempts failing in a row only suspect an outage (at 20 % faults a handful of calls sent together
+    all fail now and then): the retry goes, as the probe, and succeeds."""
+    settings.PROVIDER_MAX_RETRIES = 1
+
+    def others_fail_meanwhile(seconds: float) -> None:
+        for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER):
+            budget.record_attempt(failed=True)
+
+    budget = RetryBudget(clock=FakeClock(), sleep=others_fail_meanwhile)
+    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=budget)
+    mocked_responses.post(URL, status=503, body="busy")
+    mocked_responses.post(URL, json=OK_BODY)
+
+    assert client.identify(make_request()).attempts == 2
+
+
+def _suspect(budget: RetryBudget, settings) -> None:
+    """Fail more first attempts in a row than ``PROVIDER_RETRY_OUTAGE_AFTER``, none still out."""
     for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER + 1):
+        budget.start_attempt()
         budget.record_attempt(failed=True)
+
+
+def _probe_fails(budget: RetryBudget) -> None:
+    """Send the probe of a suspected outage from another thread, and fail it."""
+
+    def probe() -> None:
+        assert budget.backoff(0) is True
+        budget.start_attempt()
+        budget.record_attempt(failed=True)
+
+    sending = threading.Thread(target=probe)
+    sending.start()
+    sending.join(timeout=10)
+
+
+def _backoff_in_thread(budget: RetryBudget, seconds: float, until: float = float("inf")):
+    outcome = []
+    waiting = threading.Thread(target=lambda: outcome.append(budget.backoff(seconds, until=until)))
+    waiting.start()
+    return waiting, outcome
+
+
+def test_while_the_probe_is_out_the_other_retries_wait_and_go_when_it_succeeds(settings):
+    budget = RetryBudget()
+    _suspect(budget, settings)
+    assert budget.backoff(0.01) is True  # the probe
+    budget.start_attempt()
+    waiting, outcome = _backoff_in_thread(budget, 0.01)
+    waiting.join(timeout=0.3)
+    assert waiting.is_alive()  # waits for the probe beyond its own backoff
+
+    budget.record_attempt(failed=False)  # the probe answers
+    waiting.join(timeout=10)
+
+    assert outcome == [True]
+
+
+def test_a_failed_probe_confirms_the_outage_and_the_waiting_retries_give_up(settings):
+    budget = RetryBudget()
+    _suspect(budget, settings)
+    assert budget.backoff(0.01) is True
+    budget.start_attempt()
+    waiting, outcome = _backoff_in_thread(budget, 0.01)
+
+    assert budget.record_attempt(failed=True) is True  # the probe failed: an outage, none out
+    waiting.join(timeout=10)
+
+    assert outcome == [False]
+    assert budget.backoff(0.01) is False  # later retries too, until an attempt succeeds
+    budget.record_attempt(failed=False)
+    assert budget.backoff(0.01) is True
+
+
+def test_a_retry_waiting_for_the_probe_gives_up_when_its_time_is_over(settings):
+    budget = RetryBudget()
+    _suspect(budget, settings)
+    assert budget.backoff(0.01) is True
+    waiting, outcome = _backoff_in_thread(budget, 0.01, until=time.monotonic() + 0.2)
+    waiting.join(timeout=10)
+    assert outcome == [False]
+
+
+def test_a_backoff_ends_as_soon_as_the_worker_sees_an_outage(settings):
+    """A call waiting to retry gives up the moment other attempts' failures make an outage (confirmed by a
+    failed retry), not when its wait is over, so its failure reaches the breaker without the backoff's delay."""
+    budget = RetryBudget()
+    waiting, outcome = _backoff_in_thread(budget, 60)
+    _suspect(budget, settings)
+    _probe_fails(budget)
     waiting.join(timeout=10)
 
     assert not waiting.is_alive()
@@ -456,9 +569,8 @@ def test_a_backoff_outlives_failures_in_a_row_while_an_attempt_is_still_out(sett
     budget.start_attempt()  # still out
     outcome = []
     waiting = threading.Thread(target=lambda: outcome.append(budget.backoff(0.5)))
-    for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER + 1):
-        budget.start_attempt()
-        budget.record_attempt(failed=True)
+    _suspect(budget, settings)
+    _probe_fails(budget)
     waiting.start()
     budget.record_attempt(failed=False)  # the attempt that was out answers
     waiting.join(timeout=10)
@@ -468,12 +580,19 @@ def test_a_backoff_outlives_failures_in_a_row_while_an_attempt_is_still_out(sett
 
 def test_failures_in_a_row_are_an_outage_only_when_no_attempt_is_still_out(settings):
     budget = RetryBudget()
-    in_a_row = settings.PROVIDER_RETRY_OUTAGE_AFTER + 1
-    for _ in range(in_a_row + 1):
-        budget.start_attempt()
-    outcomes = [budget.record_attempt(failed=True) for _ in range(in_a_row)]
-    assert outcomes == [False] * in_a_row  # one attempt is still out: it may answer
+    _suspect(budget, settings)
+    assert budget.backoff(0) is True  # the probe
+    budget.start_attempt()
+    budget.start_attempt()  # and another attempt, still out
+    assert budget.record_attempt(failed=True) is False  # the probe failed, but the other may answer
     assert budget.record_attempt(failed=True) is True  # it failed too: every attempt out failed
+
+
+def test_failed_first_attempts_alone_only_suspect_an_outage(settings):
+    budget = RetryBudget()
+    outcomes = [budget.record_attempt(failed=True) for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER + 2)]
+    assert outcomes == [False] * len(outcomes)  # no retry has failed: not yet an outage
+    assert budget.backoff(0.01) is True  # the probe
 
 
 def test_a_backoff_among_successes_lets_the_retry_go():
