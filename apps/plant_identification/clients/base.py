@@ -229,10 +229,12 @@ class BaseProviderClient:
                 if not self._may_retry(exc, attempt, started, wait, deadline, local_outage):
                     raise
                 may_go = self.retry_budget.backoff(wait, until=self._latest_retry(started, deadline))
-                if outage := self._outage(local=not may_go):  # checked again after the backoff
-                    if may_go:
-                        self.retry_budget.withdraw()
-                    self._refuse(outage, exc, "after the backoff")
+                try:
+                    if outage := self._outage(local=not may_go):  # checked again after the backoff
+                        self._refuse(outage, exc, "after the backoff")
+                        raise
+                except BaseException:
+                    self.retry_budget.withdraw()  # the retry is not sent: a probe it was is over
                     raise
             except BaseException:
                 self.retry_budget.record_attempt(failed=None)

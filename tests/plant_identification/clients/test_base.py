@@ -502,7 +502,7 @@ def _probe_fails(budget: RetryBudget) -> None:
     sending.join(timeout=10)
 
 
-def _backoff_in_thread(budget: RetryBudget, seconds: float, until: float = float("inf")):
+def _backoff_in_thread(budget: RetryBudget, seconds: float, until: float | None = None):
     outcome = []
     waiting = threading.Thread(target=lambda: outcome.append(budget.backoff(seconds, until=until)))
     waiting.start()
@@ -514,7 +514,7 @@ def test_while_the_probe_is_out_the_other_retries_wait_and_go_when_it_succeeds(s
     _suspect(budget, settings)
     assert budget.backoff(0.01) is True  # the probe
     budget.start_attempt()
-    waiting, outcome = _backoff_in_thread(budget, 0.01)
+    waiting, outcome = _backoff_in_thread(budget, 0.01, until=time.monotonic() + 30)
     waiting.join(timeout=0.3)
     assert waiting.is_alive()  # waits for the probe beyond its own backoff
 
@@ -529,7 +529,7 @@ def test_a_failed_probe_confirms_the_outage_and_the_waiting_retries_give_up(sett
     _suspect(budget, settings)
     assert budget.backoff(0.01) is True
     budget.start_attempt()
-    waiting, outcome = _backoff_in_thread(budget, 0.01)
+    waiting, outcome = _backoff_in_thread(budget, 0.01, until=time.monotonic() + 30)
 
     assert budget.record_attempt(failed=True) is True  # the probe failed: an outage, none out
     waiting.join(timeout=10)
