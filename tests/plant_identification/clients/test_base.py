@@ -417,6 +417,54 @@ def test_no_retry_after_failed_attempts_in_a_row(retrying, mocked_responses, set
     assert outcomes == ["failed after 2", "failed after 2", "failed after 2", "failed after 1", 1, 2]
 
 
+def _calls_failing_together(mocked_responses, settings, *, probe_status: int) -> list:
+    """Four calls of one worker (threads), whose first attempts are out at once and all fail (a 502): what each
+    ended with (its attempts, or the attempts after which it failed). Every later attempt answers ``probe_status``.
+    """
+    settings.PROVIDER_MAX_RETRIES = 1
+    settings.PLANT_ID_CIRCUIT_FAIL_MAX = 100  # the breaker stays out of it: the worker's own rules decide
+    together = threading.Barrier(4)
+    sent = itertools.count()
+
+    def answer(request):
+        if next(sent) < 4:
+            together.wait(timeout=10)
+            return 502, {}, "bad gateway"
+        return (200, {}, json.dumps(OK_BODY)) if probe_status == 200 else (probe_status, {}, "bad gateway")
+
+    mocked_responses.add_callback("POST", URL, callback=answer)
+    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=RetryBudget())
+    outcomes = []
+
+    def call(index: int) -> None:
+        try:
+            outcomes.append(client.identify(make_request(color=(20, 40, 10 * index))).attempts)
+        except ProviderUnavailableError as exc:
+            outcomes.append(f"failed after {exc.attempts}")
+
+    threads = [threading.Thread(target=call, args=(index,)) for index in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    return sorted(outcomes, key=str)
+
+
+def test_calls_that_failed_together_all_retry_once_their_probe_succeeds(mocked_responses, settings):
+    """At 20 % faults a worker's four calls out now and then all fail together: one retry probes, succeeds,
+    and the other three retry too, so no call fails (refusing them opened Plant.id's circuit, fail_max 3)."""
+    assert _calls_failing_together(mocked_responses, settings, probe_status=200) == [2, 2, 2, 2]
+    assert len(mocked_responses.calls) == 8
+
+
+def test_calls_that_failed_together_give_up_when_their_probe_fails(mocked_responses, settings):
+    """A provider gone down: the four calls out fail together, the one probe fails too, and the three others
+    give up without a request of their own."""
+    outcomes = _calls_failing_together(mocked_responses, settings, probe_status=502)
+    assert outcomes == ["failed after 1"] * 3 + ["failed after 2"]
+    assert len(mocked_responses.calls) == 5
+
+
 def test_a_probe_refused_by_a_circuit_that_opened_during_the_backoff_is_withdrawn(mocked_responses, settings):
     """The probe the backoff allowed is not sent into a circuit that opened meanwhile, and does not stay out: the
     next suspected failure's retry may probe."""
