@@ -57,16 +57,14 @@ ANSWERED = ("ok", "no_match")
 CALLED = (*ANSWERED, "error", "timeout")  # the provider was called (not turned away by its circuit)
 
 
-def refused_retries(before: dict, after: dict) -> dict[str, int]:
-    """Retryable failures not retried between two scrapes, by provider and reason (``provider:reason``)."""
-    refused = {}
-    for (name, labels), value in after.items():
-        if name == "plantid_provider_retries_refused_total":
-            labels = dict(labels)
-            grown = value - before.get((name, frozenset(labels.items())), 0)
-            if grown:
-                refused[f"{labels['provider']}:{labels['reason']}"] = int(grown)
-    return dict(sorted(refused.items()))
+def grown(before: dict, after: dict, name: str, *labels: str) -> dict[str, int]:
+    """How much counter ``name`` grew between two scrapes, by its ``labels`` (joined with ':')."""
+    growth = {}
+    for (sample, items), value in after.items():
+        if sample == name and (delta := value - before.get((sample, items), 0)):
+            values = dict(items)
+            growth[":".join(values[label] for label in labels)] = int(delta)
+    return dict(sorted(growth.items()))
 
 
 def phase_figures(results: list, upstream: dict[str, int]) -> dict[str, float]:
@@ -121,7 +119,10 @@ def variant(name: str, overrides: dict[str, str], args, first_photo: int) -> lis
                 p: after.get(f"{p}:requests", 0) - before.get(f"{p}:requests", 0) for p in ("plant_id", "plantnet")
             }
             figures.append((label, phase_figures(results, upstream)))
-            print(f"  {name}, {label}: retries refused {refused_retries(scraped, stack.metrics()) or 'none'}")
+            now = stack.metrics()
+            sent = grown(scraped, now, "plantid_provider_retries_total", "provider")
+            refused = grown(scraped, now, "plantid_provider_retries_refused_total", "provider", "reason")
+            print(f"  {name}, {label}: retries sent {sent or 'none'}, refused {refused or 'none'}")
         return figures
     finally:
         stack.stop()
