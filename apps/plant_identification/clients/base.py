@@ -228,14 +228,7 @@ class BaseProviderClient:
                 wait = backoff_seconds()
                 if not self._may_retry(exc, attempt, started, wait, deadline, local_outage):
                     raise
-                may_go = self.retry_budget.backoff(wait, until=self._latest_retry(started, deadline))
-                try:
-                    if outage := self._outage(local=not may_go):  # checked again after the backoff
-                        self._refuse(outage, exc, "after the backoff")
-                        raise
-                except BaseException:
-                    self.retry_budget.withdraw()  # the retry is not sent: a probe it was is over
-                    raise
+                self._back_off(exc, wait, started, deadline)
             except BaseException:
                 self.retry_budget.record_attempt(failed=None)
                 raise
@@ -243,6 +236,18 @@ class BaseProviderClient:
                 self.retry_budget.record_attempt(failed=False)
                 return dataclasses.replace(answer, attempts=attempt) if attempt > 1 else answer
             attempt += 1
+
+    def _back_off(self, exc: ProviderError, wait: float, started: float, deadline: float | None) -> None:
+        """Wait ``wait`` before the retry of ``exc``, which is raised if an outage is seen by then; a retry not
+        sent after all (a probe it would have been) is withdrawn."""
+        may_go = self.retry_budget.backoff(wait, until=self._latest_retry(started, deadline))
+        try:
+            if outage := self._outage(local=not may_go):
+                self._refuse(outage, exc, "after the backoff")
+                raise exc
+        except BaseException:
+            self.retry_budget.withdraw()
+            raise
 
     def _latest_retry(self, started: float, deadline: float | None) -> float:
         """The last moment a retry may start and still finish within the call's timeout and the deadline."""
