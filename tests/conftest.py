@@ -7,6 +7,7 @@ from rest_framework.test import APIClient
 
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.circuits.events import circuit_events_pending
+from apps.plant_identification.clients.outages import OUTAGE_WATCHES
 from apps.plant_identification.clients.retries import RETRY_BUDGETS
 from apps.plant_identification.providers import Provider
 from tests.factories import PLANT_ID_URL, PLANTNET_URL, UNREACHABLE_REDIS, FakeClock, fixture_json, point_circuits_at
@@ -14,12 +15,13 @@ from tests.factories import PLANT_ID_URL, PLANTNET_URL, UNREACHABLE_REDIS, FakeC
 
 @pytest.fixture(autouse=True)
 def _fresh_state():
-    """Every test starts with closed circuits, an empty answer cache, no queued circuit events and full retry
-    budgets."""
+    """Every test starts with closed circuits, an empty answer cache, no queued circuit events, full retry
+    budgets and no outage seen."""
     cache.clear()
     for provider in Provider:
         breaker_for(provider).close()
         RETRY_BUDGETS[provider].reset()
+        OUTAGE_WATCHES[provider].reset()
     circuit_events_pending()
     yield
     cache.clear()

@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.clients import PlantNetClient
-from apps.plant_identification.clients.retries import RetryBudget
+from apps.plant_identification.clients.outages import OutageWatch
 from apps.plant_identification.exceptions import ProviderUnavailableError
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.services.identify import plant_identify
@@ -189,7 +189,7 @@ def test_retries_are_counted_per_provider(anonymous_client, mocked_responses, se
         base_url="https://plantnet.test/v2",
         timeout=5,
         project="all",
-        retry_budget=RetryBudget(sleep=lambda _: None),
+        outage_watch=OutageWatch(sleep=lambda _: None),
     )
     before = scrape(anonymous_client)
 
@@ -201,26 +201,26 @@ def test_retries_are_counted_per_provider(anonymous_client, mocked_responses, se
     assert delta(before, after, "plantid_provider_calls_total", provider="plantnet", outcome="ok") == 1
 
 
-def _refusal_budget(settings, budget: RetryBudget) -> dict:
+def _refusal_budget(settings, watch: OutageWatch) -> dict:
     settings.PROVIDER_RETRY_BUDGET_FLOOR = settings.PROVIDER_RETRY_BUDGET_PERCENT = 0
     return {}
 
 
-def _refusal_no_time(settings, budget: RetryBudget) -> dict:
+def _refusal_no_time(settings, watch: OutageWatch) -> dict:
     return {"deadline": time.monotonic()}
 
 
-def _refusal_worker_outage(settings, budget: RetryBudget) -> dict:
+def _refusal_worker_outage(settings, watch: OutageWatch) -> dict:
     for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER + 1):  # this worker's attempts before: all failed, none
-        budget.start_attempt()  # out,
-        budget.record_attempt(failed=True)
-    assert budget.backoff(0) is True  # and the probe they made it send failed too
-    budget.start_attempt()
-    budget.record_attempt(failed=True)
+        watch.start_attempt()  # out,
+        watch.record_attempt(failed=True)
+    assert watch.backoff(0) is True  # and the probe they made it send failed too
+    watch.start_attempt()
+    watch.record_attempt(failed=True)
     return {}
 
 
-def _refusal_circuit_outage(settings, budget: RetryBudget) -> dict:
+def _refusal_circuit_outage(settings, watch: OutageWatch) -> dict:
     settings.PLANTNET_CIRCUIT_FAIL_MAX = 10  # closed, but other workers' failed calls in a row were counted
 
     def fail():
@@ -247,11 +247,11 @@ def test_a_retryable_failure_not_retried_is_counted_with_its_reason(
 ):
     settings.PROVIDER_MAX_RETRIES = 1
     mocked_responses.post(PLANTNET_URL, status=502, body="bad gateway")
-    budget = RetryBudget(sleep=lambda _: None)
+    watch = OutageWatch(sleep=lambda _: None)
     client = PlantNetClient(
-        api_key="test-plantnet-key", base_url="https://plantnet.test/v2", timeout=5, project="all", retry_budget=budget
+        api_key="test-plantnet-key", base_url="https://plantnet.test/v2", timeout=5, project="all", outage_watch=watch
     )
-    identify_options = arrange(settings, budget)
+    identify_options = arrange(settings, watch)
     before = scrape(anonymous_client)
 
     with pytest.raises(ProviderUnavailableError) as failed:

@@ -22,6 +22,7 @@ from apps.plant_identification.clients.answer_cache import (
     fresh_reader,
     stale_answer,
 )
+from apps.plant_identification.clients.outages import OUTAGE_WATCHES, OutageWatch
 from apps.plant_identification.clients.retries import (
     MIN_ROOM,
     RETRY_BUDGETS,
@@ -91,6 +92,7 @@ class BaseProviderClient:
         timeout: float,
         breaker: ProviderCircuitBreaker | None = None,
         retry_budget: RetryBudget | None = None,
+        outage_watch: OutageWatch | None = None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.api_key = api_key
@@ -98,6 +100,7 @@ class BaseProviderClient:
         self.timeout = timeout
         self.breaker = breaker or breaker_for(self.provider)
         self.retry_budget = retry_budget or RETRY_BUDGETS[self.provider]
+        self.outage_watch = outage_watch or OUTAGE_WATCHES[self.provider]
         self.wall_clock = wall_clock  # ages of cached answers, shared across hosts
 
     # ------------------------------------------------------------------ hooks
@@ -218,35 +221,35 @@ class BaseProviderClient:
         attempt = 1
         while True:
             try:
-                self.retry_budget.start_attempt()
+                self.outage_watch.start_attempt()
                 response = self._send(outbound)
                 self.observe(response)
                 answer = self._interpret(response)
             except ProviderError as exc:
                 exc.attempts = attempt
-                local_outage = self.retry_budget.record_attempt(failed=exc.counts_as_outage)
+                local_outage = self.outage_watch.record_attempt(failed=exc.counts_as_outage)
                 wait = backoff_seconds()
                 if not self._may_retry(exc, attempt, started, wait, deadline, local_outage):
                     raise
                 self._back_off(exc, wait, started, deadline)
             except BaseException:
-                self.retry_budget.record_attempt(failed=None)
+                self.outage_watch.record_attempt(failed=None)
                 raise
             else:
-                self.retry_budget.record_attempt(failed=False)
+                self.outage_watch.record_attempt(failed=False)
                 return dataclasses.replace(answer, attempts=attempt) if attempt > 1 else answer
             attempt += 1
 
     def _back_off(self, exc: ProviderError, wait: float, started: float, deadline: float | None) -> None:
         """Wait ``wait`` before the retry of ``exc``, which is raised if an outage is seen by then; a retry not
         sent after all (a probe it would have been) is withdrawn."""
-        may_go = self.retry_budget.backoff(wait, until=self._latest_retry(started, deadline))
+        may_go = self.outage_watch.backoff(wait, until=self._latest_retry(started, deadline))
         try:
             if outage := self._outage(local=not may_go):
                 self._refuse(outage, exc, "after the backoff")
                 raise exc
         except BaseException:
-            self.retry_budget.withdraw()
+            self.outage_watch.withdraw()
             raise
 
     def _latest_retry(self, started: float, deadline: float | None) -> float:

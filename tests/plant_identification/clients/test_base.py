@@ -11,6 +11,7 @@ import requests
 
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.clients.base import DEFAULT_QUOTA_WAIT, BaseProviderClient, OutboundRequest
+from apps.plant_identification.clients.outages import OutageWatch
 from apps.plant_identification.clients.retries import RetryBudget
 from apps.plant_identification.exceptions import (
     ProviderAuthError,
@@ -230,7 +231,11 @@ def retrying(settings):
     sleeps: list[float] = []
     clock = FakeClock()
     client = MinimalClient(
-        api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=RetryBudget(clock=clock, sleep=sleeps.append)
+        api_key=KEY,
+        base_url=BASE_URL,
+        timeout=5,
+        retry_budget=RetryBudget(clock=clock),
+        outage_watch=OutageWatch(sleep=sleeps.append),
     )
     client.sleeps, client.budget_clock = sleeps, clock
     return client
@@ -310,7 +315,7 @@ def test_no_retry_when_the_deadline_leaves_no_room(retrying, mocked_responses):
 
 def test_no_retry_when_the_timeout_leaves_no_room(settings, mocked_responses):
     settings.PROVIDER_MAX_RETRIES = 1
-    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=0.5, retry_budget=RetryBudget(sleep=pytest.fail))
+    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=0.5, outage_watch=OutageWatch(sleep=pytest.fail))
     mocked_responses.post(URL, status=503, body="busy")
     with pytest.raises(ProviderUnavailableError):
         client.identify(make_request())
@@ -365,7 +370,7 @@ def test_no_retry_into_a_circuit_that_opened_during_the_backoff(mocked_responses
     settings.PROVIDER_MAX_RETRIES = 1
     breaker = breaker_for(MinimalClient.provider)
     client = MinimalClient(
-        api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=RetryBudget(sleep=lambda _: breaker.open())
+        api_key=KEY, base_url=BASE_URL, timeout=5, outage_watch=OutageWatch(sleep=lambda _: breaker.open())
     )
     mocked_responses.post(URL, status=503, body="busy")
 
@@ -433,7 +438,7 @@ def _calls_failing_together(mocked_responses, settings, *, probe_status: int) ->
         return (200, {}, json.dumps(OK_BODY)) if probe_status == 200 else (probe_status, {}, "bad gateway")
 
     mocked_responses.add_callback("POST", URL, callback=answer)
-    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=RetryBudget())
+    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=5, outage_watch=OutageWatch())
     outcomes = []
 
     def call(index: int) -> None:
@@ -470,10 +475,10 @@ def test_a_probe_refused_by_a_circuit_that_opened_during_the_backoff_is_withdraw
     next suspected failure's retry may probe."""
     settings.PROVIDER_MAX_RETRIES = 1
     breaker = breaker_for(MinimalClient.provider)
-    budget = RetryBudget(sleep=lambda _: breaker.open())
+    watch = OutageWatch(sleep=lambda _: breaker.open())
     for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER):
-        budget.record_attempt(failed=True)
-    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=budget)
+        watch.record_attempt(failed=True)
+    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=5, outage_watch=watch)
     mocked_responses.post(URL, status=503, body="busy")
 
     with pytest.raises(ProviderUnavailableError) as failed:
@@ -481,7 +486,7 @@ def test_a_probe_refused_by_a_circuit_that_opened_during_the_backoff_is_withdraw
 
     assert failed.value.attempts == len(mocked_responses.calls) == 1
     outcome = []
-    probing = threading.Thread(target=lambda: outcome.append(budget.backoff(0)))
+    probing = threading.Thread(target=lambda: outcome.append(watch.backoff(0)))
     probing.start()
     probing.join(timeout=10)
     assert outcome == [True]  # no probe left out: another thread's retry becomes the probe
@@ -497,13 +502,15 @@ def test_no_retry_when_other_calls_confirmed_an_outage_during_the_backoff(mocked
             return
         probed.append(True)
         for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER):
-            budget.record_attempt(failed=True)
-        _probe_fails(budget)
+            watch.record_attempt(failed=True)
+        _probe_fails(watch)
 
     probed = []
 
-    budget = RetryBudget(clock=FakeClock(), sleep=others_fail_meanwhile)
-    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=budget)
+    watch = OutageWatch(sleep=others_fail_meanwhile)
+    client = MinimalClient(
+        api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=RetryBudget(clock=FakeClock()), outage_watch=watch
+    )
     mocked_responses.post(URL, status=503, body="busy")
 
     with pytest.raises(ProviderUnavailableError) as failed:
@@ -520,79 +527,81 @@ def test_a_suspected_outage_sends_one_retry_as_its_probe(mocked_responses, setti
 
     def others_fail_meanwhile(seconds: float) -> None:
         for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER):
-            budget.record_attempt(failed=True)
+            watch.record_attempt(failed=True)
 
-    budget = RetryBudget(clock=FakeClock(), sleep=others_fail_meanwhile)
-    client = MinimalClient(api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=budget)
+    watch = OutageWatch(sleep=others_fail_meanwhile)
+    client = MinimalClient(
+        api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=RetryBudget(clock=FakeClock()), outage_watch=watch
+    )
     mocked_responses.post(URL, status=503, body="busy")
     mocked_responses.post(URL, json=OK_BODY)
 
     assert client.identify(make_request()).attempts == 2
 
 
-def _suspect(budget: RetryBudget, settings) -> None:
+def _suspect(watch: OutageWatch, settings) -> None:
     """Fail more first attempts in a row than ``PROVIDER_RETRY_OUTAGE_AFTER``, none still out."""
     for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER + 1):
-        budget.start_attempt()
-        budget.record_attempt(failed=True)
+        watch.start_attempt()
+        watch.record_attempt(failed=True)
 
 
-def _probe_fails(budget: RetryBudget) -> None:
+def _probe_fails(watch: OutageWatch) -> None:
     """Send the probe of a suspected outage from another thread, and fail it."""
 
     def probe() -> None:
-        assert budget.backoff(0) is True
-        budget.start_attempt()
-        budget.record_attempt(failed=True)
+        assert watch.backoff(0) is True
+        watch.start_attempt()
+        watch.record_attempt(failed=True)
 
     sending = threading.Thread(target=probe)
     sending.start()
     sending.join(timeout=10)
 
 
-def _backoff_in_thread(budget: RetryBudget, seconds: float, until: float | None = None):
+def _backoff_in_thread(watch: OutageWatch, seconds: float, until: float | None = None):
     outcome = []
-    waiting = threading.Thread(target=lambda: outcome.append(budget.backoff(seconds, until=until)))
+    waiting = threading.Thread(target=lambda: outcome.append(watch.backoff(seconds, until=until)))
     waiting.start()
     return waiting, outcome
 
 
 def test_while_the_probe_is_out_the_other_retries_wait_and_go_when_it_succeeds(settings):
-    budget = RetryBudget()
-    _suspect(budget, settings)
-    assert budget.backoff(0.01) is True  # the probe
-    budget.start_attempt()
-    waiting, outcome = _backoff_in_thread(budget, 0.01, until=time.monotonic() + 30)
+    watch = OutageWatch()
+    _suspect(watch, settings)
+    assert watch.backoff(0.01) is True  # the probe
+    watch.start_attempt()
+    waiting, outcome = _backoff_in_thread(watch, 0.01, until=time.monotonic() + 30)
     waiting.join(timeout=0.3)
     assert waiting.is_alive()  # waits for the probe beyond its own backoff
 
-    budget.record_attempt(failed=False)  # the probe answers
+    watch.record_attempt(failed=False)  # the probe answers
     waiting.join(timeout=10)
 
     assert outcome == [True]
 
 
 def test_a_failed_probe_confirms_the_outage_and_the_waiting_retries_give_up(settings):
-    budget = RetryBudget()
-    _suspect(budget, settings)
-    assert budget.backoff(0.01) is True
-    budget.start_attempt()
-    waiting, outcome = _backoff_in_thread(budget, 0.01, until=time.monotonic() + 30)
+    watch = OutageWatch()
+    _suspect(watch, settings)
+    assert watch.backoff(0.01) is True
+    watch.start_attempt()
+    waiting, outcome = _backoff_in_thread(watch, 0.01, until=time.monotonic() + 30)
 
-    assert budget.record_attempt(failed=True) is True  # the probe failed: an outage, none out
+    assert watch.record_attempt(failed=True) is True  # the probe failed: an outage, none out
     waiting.join(timeout=10)
 
     assert outcome == [False]
-    assert budget.backoff(0.01) is False  # later retries too, until an attempt succeeds
-    budget.record_attempt(failed=False)
-    assert budget.backoff(0.01) is True
+    assert watch.backoff(0.01) is False  # later retries too, until an attempt succeeds
+    watch.record_attempt(failed=False)
+    assert watch.backoff(0.01) is True
 
 
 def test_a_retry_waiting_for_the_probe_gives_up_when_its_time_is_over(settings):
-    budget = RetryBudget()
-    _suspect(budget, settings)
-    assert budget.backoff(0.01) is True
-    waiting, outcome = _backoff_in_thread(budget, 0.01, until=time.monotonic() + 0.2)
+    watch = OutageWatch()
+    _suspect(watch, settings)
+    assert watch.backoff(0.01) is True
+    waiting, outcome = _backoff_in_thread(watch, 0.01, until=time.monotonic() + 0.2)
     waiting.join(timeout=10)
     assert outcome == [False]
 
@@ -600,10 +609,10 @@ def test_a_retry_waiting_for_the_probe_gives_up_when_its_time_is_over(settings):
 def test_a_backoff_ends_as_soon_as_the_worker_sees_an_outage(settings):
     """A call waiting to retry gives up the moment other attempts' failures make an outage (confirmed by a
     failed retry), not when its wait is over, so its failure reaches the breaker without the backoff's delay."""
-    budget = RetryBudget()
-    waiting, outcome = _backoff_in_thread(budget, 60)
-    _suspect(budget, settings)
-    _probe_fails(budget)
+    watch = OutageWatch()
+    waiting, outcome = _backoff_in_thread(watch, 60)
+    _suspect(watch, settings)
+    _probe_fails(watch)
     waiting.join(timeout=10)
 
     assert not waiting.is_alive()
@@ -613,38 +622,38 @@ def test_a_backoff_ends_as_soon_as_the_worker_sees_an_outage(settings):
 def test_a_backoff_outlives_failures_in_a_row_while_an_attempt_is_still_out(settings):
     """Failures in a row with another attempt still out may be a blip: the backoff runs its course, and when that
     attempt succeeds meanwhile the retry goes."""
-    budget = RetryBudget()
-    budget.start_attempt()  # still out
+    watch = OutageWatch()
+    watch.start_attempt()  # still out
     outcome = []
-    waiting = threading.Thread(target=lambda: outcome.append(budget.backoff(0.5)))
-    _suspect(budget, settings)
-    _probe_fails(budget)
+    waiting = threading.Thread(target=lambda: outcome.append(watch.backoff(0.5)))
+    _suspect(watch, settings)
+    _probe_fails(watch)
     waiting.start()
-    budget.record_attempt(failed=False)  # the attempt that was out answers
+    watch.record_attempt(failed=False)  # the attempt that was out answers
     waiting.join(timeout=10)
 
     assert outcome == [True]
 
 
 def test_failures_in_a_row_are_an_outage_only_when_no_attempt_is_still_out(settings):
-    budget = RetryBudget()
-    _suspect(budget, settings)
-    assert budget.backoff(0) is True  # the probe
-    budget.start_attempt()
-    budget.start_attempt()  # and another attempt, still out
-    assert budget.record_attempt(failed=True) is False  # the probe failed, but the other may answer
-    assert budget.record_attempt(failed=True) is True  # it failed too: every attempt out failed
+    watch = OutageWatch()
+    _suspect(watch, settings)
+    assert watch.backoff(0) is True  # the probe
+    watch.start_attempt()
+    watch.start_attempt()  # and another attempt, still out
+    assert watch.record_attempt(failed=True) is False  # the probe failed, but the other may answer
+    assert watch.record_attempt(failed=True) is True  # it failed too: every attempt out failed
 
 
 def test_failed_first_attempts_alone_only_suspect_an_outage(settings):
-    budget = RetryBudget()
-    outcomes = [budget.record_attempt(failed=True) for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER + 2)]
+    watch = OutageWatch()
+    outcomes = [watch.record_attempt(failed=True) for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER + 2)]
     assert outcomes == [False] * len(outcomes)  # no retry has failed: not yet an outage
-    assert budget.backoff(0.01) is True  # the probe
+    assert watch.backoff(0.01) is True  # the probe
 
 
 def test_a_backoff_among_successes_lets_the_retry_go():
-    budget = RetryBudget()
-    budget.record_attempt(failed=False)
-    budget.record_attempt(failed=True)
-    assert budget.backoff(0.01) is True
+    watch = OutageWatch()
+    watch.record_attempt(failed=False)
+    watch.record_attempt(failed=True)
+    assert watch.backoff(0.01) is True
