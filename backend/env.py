@@ -1,5 +1,6 @@
 """The one place that reads the environment: typed reads that fail fast naming the variable."""
 
+import math
 import os
 from pathlib import Path
 
@@ -56,17 +57,31 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return value
 
 
+def _read_finite(name: str, default: float) -> float:
+    """A number as Python writes one (django-environ's float cast drops every other character: 1e3 reads 13.0)."""
+    raw = _env.str(name, default="").strip()
+    if raw == "":
+        return float(default)
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} is malformed (float expected): {exc}") from exc
+    if not math.isfinite(value):  # nan passes every comparison, and inf is a timeout that never ends
+        raise ImproperlyConfigured(f"{name} must be a finite number, got {raw!r}")
+    return value
+
+
 def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
-    """Return a number variable greater than ``minimum``."""
-    value = _read("float", name, default)
+    """Return a finite number variable greater than ``minimum``."""
+    value = _read_finite(name, default)
     if value <= minimum:
         raise ImproperlyConfigured(f"{name} must be greater than {minimum}, got {value}")
     return value
 
 
 def env_nonnegative_float(name: str, default: float) -> float:
-    """Return a number variable that is zero or more."""
-    value = _read("float", name, default)
+    """Return a finite number variable that is zero or more."""
+    value = _read_finite(name, default)
     if value < 0:
         raise ImproperlyConfigured(f"{name} must be zero or more, got {value}")
     return value
