@@ -242,13 +242,14 @@ class BaseProviderClient:
 
     def _back_off(self, exc: ProviderError, wait: float, started: float, deadline: float | None) -> None:
         """Wait ``wait`` before the retry of ``exc``, which is raised if an outage is seen by then; a retry not
-        sent after all (a probe it would have been) is withdrawn."""
+        sent after all gives its budget back and is withdrawn (a probe it would have been)."""
         may_go = self.outage_watch.backoff(wait, until=self._latest_retry(started, deadline))
         try:
             if outage := self._outage(local=not may_go):
                 self._refuse(outage, exc, "after the backoff")
                 raise exc
         except BaseException:
+            self.retry_budget.refund()
             self.outage_watch.withdraw()
             raise
 

@@ -68,5 +68,11 @@ class RetryBudget:
             self._retries.append(now)
             return True
 
+    def refund(self) -> None:
+        """Give back a retry taken and then not sent (an outage seen after the backoff)."""
+        with self._lock:
+            if self._retries:
+                self._retries.pop()
+
 
 RETRY_BUDGETS = {provider: RetryBudget() for provider in Provider}

@@ -380,6 +380,39 @@ def test_no_retry_into_a_circuit_that_opened_during_the_backoff(mocked_responses
     assert len(mocked_responses.calls) == 1
 
 
+def test_a_retry_refused_after_the_backoff_gives_its_budget_back(mocked_responses, settings):
+    """The budget counts retries sent: one refused after its backoff (the circuit opened meanwhile) leaves the
+    budget's only retry to the next call."""
+    settings.PROVIDER_MAX_RETRIES = 1
+    settings.PROVIDER_RETRY_BUDGET_FLOOR = 1
+    settings.PROVIDER_RETRY_BUDGET_PERCENT = 0
+    breaker = breaker_for(MinimalClient.provider)
+    opened = []
+
+    def open_the_first_time(seconds: float) -> None:
+        if not opened:
+            opened.append(True)
+            breaker.open()  # another worker's failure opened it during the first backoff
+
+    client = MinimalClient(
+        api_key=KEY,
+        base_url=BASE_URL,
+        timeout=5,
+        retry_budget=RetryBudget(clock=FakeClock()),
+        outage_watch=OutageWatch(sleep=open_the_first_time),
+    )
+    for status in (503, 503, 200):
+        mocked_responses.post(URL, status=status, json=OK_BODY) if status == 200 else mocked_responses.post(
+            URL, status=status, body="busy"
+        )
+    with pytest.raises(ProviderUnavailableError) as refused:
+        client.identify(make_request(color=(10, 20, 30)))
+    breaker.close()
+
+    assert refused.value.attempts == 1
+    assert client.identify(make_request(color=(30, 20, 10))).attempts == 2
+
+
 def test_no_retry_once_the_fleet_counted_failed_calls_in_a_row(retrying, mocked_responses, settings):
     """Other workers' failed calls, counted by the shared circuit, say outage before this worker has seen one."""
     settings.PLANT_ID_CIRCUIT_FAIL_MAX = 10  # the circuit stays closed: the count alone refuses the retry
