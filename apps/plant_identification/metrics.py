@@ -52,7 +52,8 @@ PROVIDER_RETRIES = Counter(
 RETRIES_REFUSED = Counter(
     "plantid_provider_retries_refused",
     "Retryable failures not retried, by reason: no time left, the retry budget spent, an outage seen by this"
-    " worker (every attempt it had out failed) or by the circuit (open, or failed calls in a row fleet-wide).",
+    " worker (failed attempts in a row and a failed probe) or by the circuit (open, or failed calls in a row"
+    " fleet-wide).",
     ["provider", "reason"],
     registry=_REGISTRY,
 )

@@ -264,8 +264,7 @@ class BaseProviderClient:
         budget allows it."""
         if not exc.retryable or attempt > settings.PROVIDER_MAX_RETRIES:
             return False
-        resume = time.monotonic() + wait + MIN_ROOM  # the retry must be able to finish in the timeout and deadline
-        if resume - started > self.timeout or (deadline is not None and resume > deadline):
+        if time.monotonic() + wait > self._latest_retry(started, deadline):
             self._refuse(REFUSED_NO_TIME, exc)
             return False
         if outage := self._outage(local=local_outage):
