@@ -291,6 +291,9 @@ PROVIDER_RETRY_BUDGET_FLOOR = env_int("PROVIDER_RETRY_BUDGET_FLOOR", default=3)
 PROVIDER_RETRY_BUDGET_WINDOW = env_float("PROVIDER_RETRY_BUDGET_WINDOW", default=10.0)
 # A failure that follows this many failed attempts in a row (in one worker) is an outage: not retried.
 PROVIDER_RETRY_OUTAGE_AFTER = env_int("PROVIDER_RETRY_OUTAGE_AFTER", default=3, minimum=1)
+# This many failed attempts in a row in the whole fleet (retries included, any success resets the run) are an
+# outage too: no failure is retried until a call succeeds.
+PROVIDER_RETRY_FLEET_OUTAGE_AFTER = env_int("PROVIDER_RETRY_FLEET_OUTAGE_AFTER", default=6, minimum=1)
 # Identical provider calls in flight at once (the same normalised images and parameters), on any worker or host
 # sharing REDIS_URL, make one upstream request; the other callers wait for its answer (clients/single_flight.py).
 PROVIDER_SINGLE_FLIGHT = env_bool("PROVIDER_SINGLE_FLIGHT", default=True)

@@ -232,6 +232,12 @@ def _refusal_circuit_outage(settings, watch: OutageWatch) -> dict:
     return {}
 
 
+def _refusal_fleet_outage(settings, watch: OutageWatch) -> dict:
+    for _ in range(settings.PROVIDER_RETRY_FLEET_OUTAGE_AFTER - 1):  # other workers' attempts, in backoff
+        breaker_for(Provider.PLANTNET).attempt_failed()
+    return {}
+
+
 @pytest.mark.django_db
 @pytest.mark.parametrize(
     ("reason", "arrange"),
@@ -240,6 +246,7 @@ def _refusal_circuit_outage(settings, watch: OutageWatch) -> dict:
         ("no_time", _refusal_no_time),
         ("worker_outage", _refusal_worker_outage),
         ("circuit_outage", _refusal_circuit_outage),
+        ("fleet_outage", _refusal_fleet_outage),
     ],
 )
 def test_a_retryable_failure_not_retried_is_counted_with_its_reason(
@@ -260,7 +267,7 @@ def test_a_retryable_failure_not_retried_is_counted_with_its_reason(
 
     assert failed.value.attempts == len(mocked_responses.calls) == 1
     assert delta(before, after, "plantid_provider_retries_refused_total", provider="plantnet", reason=reason) == 1
-    others = {"budget", "no_time", "worker_outage", "circuit_outage"} - {reason}
+    others = {"budget", "no_time", "worker_outage", "circuit_outage", "fleet_outage"} - {reason}
     assert not any(
         delta(before, after, "plantid_provider_retries_refused_total", provider="plantnet", reason=other)
         for other in others

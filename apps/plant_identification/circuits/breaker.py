@@ -197,6 +197,12 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
         """The circuit's record as stored now (its state and counters, in one read; shared by the fleet)."""
         return self.store.read().record
 
+    def attempt_failed(self) -> CircuitRecord:
+        """Count, fleet-wide, a failed attempt of a call still under the breaker (it may be retried: the call's own
+        outcome is counted when it ends); return the record's state, ``fail`` and ``afail`` (failed attempts in a
+        row, which any success resets) as they stand after it. Opens nothing: not part of pybreaker."""
+        return self.store.attempt_failed()
+
     @property
     def state(self) -> pybreaker.CircuitBreakerState:
         """The state as a pybreaker state object; reading it never notifies listeners, even of another worker's

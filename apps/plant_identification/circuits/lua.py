@@ -40,7 +40,7 @@ local function open(now, until_, reason)
   redis.call('DEL', KEYS[2], KEYS[4])
 end
 local function close()
-  redis.call('HSET', KEYS[1], 'state', CLOSED, 'fail', 0, 'succ', 0, 'reason', '')
+  redis.call('HSET', KEYS[1], 'state', CLOSED, 'fail', 0, 'succ', 0, 'reason', '', 'afail', 0)
   redis.call('HDEL', KEYS[1], 'opened_at', 'open_until', 'wfail', 'wslow')
   redis.call('DEL', KEYS[2], KEYS[4])
 end
@@ -81,15 +81,16 @@ ADMIT = (
     PRELUDE
     + """
 push_latency(ARGV[6], ARGV[7])
-local f = redis.call('HMGET', KEYS[1], 'state', 'fail', 'opened_at', 'open_until', 'reason')
+local f = redis.call('HMGET', KEYS[1], 'state', 'fail', 'opened_at', 'open_until', 'reason', 'afail')
 local state = f[1] or CLOSED
 local fail = tonumber(f[2]) or 0
 local reason = f[5] or ''
+local afail = tonumber(f[6]) or 0
 local transition = ''
 if state == OPEN then
   local reopens = num(f[4]) or ((num(f[3]) or 0) + tonumber(ARGV[2]))
   if now < reopens then
-    return {'reject', OPEN, fail, fmt(reopens - now), reason, ''}
+    return {'reject', OPEN, fail, fmt(reopens - now), reason, '', afail}
   end
   redis.call('HSET', KEYS[1], 'state', HALF_OPEN, 'succ', 0)
   redis.call('DEL', KEYS[2])
@@ -101,12 +102,12 @@ if state == HALF_OPEN then
   if redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[3]) then
     redis.call('ZADD', KEYS[2], fmt(now + tonumber(ARGV[4])), ARGV[5])
     redis.call('PEXPIRE', KEYS[2], math.ceil(tonumber(ARGV[4]) * 1000))
-    return {'trial', HALF_OPEN, fail, '', reason, transition}
+    return {'trial', HALF_OPEN, fail, '', reason, transition, afail}
   end
   local first = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
-  return {'reject', HALF_OPEN, fail, fmt(math.max(0, tonumber(first[2]) - now)), reason, transition}
+  return {'reject', HALF_OPEN, fail, fmt(math.max(0, tonumber(first[2]) - now)), reason, transition, afail}
 end
-return {'admit', CLOSED, fail, '', '', ''}
+return {'admit', CLOSED, fail, '', '', '', afail}
 """
 )
 
@@ -117,6 +118,7 @@ SUCCESS = (
     PRELUDE
     + """
 push_latency(ARGV[10], ARGV[11])
+redis.call('HSET', KEYS[1], 'afail', 0)  -- any success ends the fleet's run of failed attempts
 local duration, limit = num(ARGV[7]), num(ARGV[8])
 local slow = limit ~= nil and duration ~= nil and duration > limit
 local f = redis.call('HMGET', KEYS[1], 'state', 'fail')
@@ -186,6 +188,17 @@ return {'', fail}
 """
 )
 
+# ARGV: now. Counts one failed attempt of a call (retried or not). Returns {state, consecutive failures,
+# failed attempts in a row}.
+ATTEMPT_FAILED = (
+    PRELUDE
+    + """
+local afail = redis.call('HINCRBY', KEYS[1], 'afail', 1)
+local f = redis.call('HMGET', KEYS[1], 'state', 'fail')
+return {f[1] or CLOSED, f[2] or '0', afail}
+"""
+)
+
 # ARGV: now, lease_id
 RELEASE = (
     PRELUDE
@@ -236,11 +249,12 @@ SNAPSHOT = (
     PRELUDE
     + """
 push_latency(ARGV[3], ARGV[4])
-local f = redis.call('HMGET', KEYS[1], 'state', 'fail', 'succ', 'opened_at', 'open_until', 'reason', 'pinned_until')
+local f = redis.call('HMGET', KEYS[1], 'state', 'fail', 'succ', 'opened_at', 'open_until', 'reason', 'pinned_until',
+                    'afail')
 local latency = {}
 if ARGV[2] == '1' then latency = redis.call('LRANGE', KEYS[5], 0, -1) end
 return {f[1] or CLOSED, f[2] or '0', f[3] or '0', f[4] or '', f[5] or '', f[6] or '', f[7] or '',
-        fmt(now), latency}
+        fmt(now), latency, f[8] or '0'}
 """
 )
 

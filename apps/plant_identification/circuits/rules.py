@@ -9,7 +9,9 @@ successes while half-open), ``opened_at``, ``open_until`` (an explicit reopen ti
 until staff close it, or None for ``opened_at + reset_timeout``), ``reason`` (failures, slow, quota,
 credentials, forced), ``pinned_until`` (failures are not counted before then: a forced close with an
 expiry), ``trials`` (lease id -> expiry of the half-open trial calls in flight) and ``window`` (the outcomes
-of the latest calls while closed, oldest first: ``ok``, ``failed`` or ``slow``; kept while a rate rule is on).
+of the latest calls while closed, oldest first: ``ok``, ``failed`` or ``slow``; kept while a rate rule is on) and
+``afail`` (failed attempts in a row, a call's retries included: any success or a close resets it; the retry
+gate reads it, the rules that open the circuit do not).
 
 Two rules open a closed circuit on a failure: ``fail_max`` consecutive counted failures (the default), or, when
 ``failure_rate`` is set, that share of failures (percent) among the last ``window`` calls once at least
@@ -70,6 +72,7 @@ class CircuitRecord:
     pinned_until: float | None = None
     trials: dict[str, float] = field(default_factory=dict)
     window: list[str] = field(default_factory=list)
+    afail: int = 0
 
     def reopens_at(self, config: CircuitConfig) -> float:
         """When an open circuit lets a trial through (``inf``: only staff can close it)."""
@@ -88,6 +91,7 @@ class Decision:
     retry_after: float | None = None
     reason: str = ""
     transition: tuple[str, str] | None = None
+    afail: int = 0
 
 
 def admit(record: CircuitRecord, config: CircuitConfig, now: float, lease_id: str) -> Decision:
@@ -96,17 +100,17 @@ def admit(record: CircuitRecord, config: CircuitConfig, now: float, lease_id: st
     if record.state == OPEN:
         reopens = record.reopens_at(config)
         if now < reopens:
-            return Decision(REJECT, OPEN, record.fail, reopens - now, record.reason)
+            return Decision(REJECT, OPEN, record.fail, reopens - now, record.reason, afail=record.afail)
         record.state, record.succ, record.trials = HALF_OPEN, 0, {}
         transition = (OPEN, HALF_OPEN)
     if record.state == HALF_OPEN:
         record.trials = {lease: expiry for lease, expiry in record.trials.items() if expiry > now}
         if len(record.trials) < config.half_open_max_calls:
             record.trials[lease_id] = now + config.trial_lease
-            return Decision(TRIAL, HALF_OPEN, record.fail, transition=transition)
+            return Decision(TRIAL, HALF_OPEN, record.fail, transition=transition, afail=record.afail)
         wait = max(0.0, min(record.trials.values()) - now)
-        return Decision(REJECT, HALF_OPEN, record.fail, wait, record.reason, transition)
-    return Decision(ADMIT, CLOSED, record.fail)
+        return Decision(REJECT, HALF_OPEN, record.fail, wait, record.reason, transition, record.afail)
+    return Decision(ADMIT, CLOSED, record.fail, afail=record.afail)
 
 
 def success(
@@ -114,6 +118,7 @@ def success(
 ):
     """Record a successful call that took ``duration`` seconds (None: not measured); returns the transition it
     caused, if any."""
+    record.afail = 0
     slow = config.is_slow(duration)
     if not trial:
         if record.state == CLOSED:
@@ -174,6 +179,11 @@ def _rate_reached(record: CircuitRecord, config: CircuitConfig, outcome: str, pe
     return calls >= config.min_calls and record.window.count(outcome) * 100 >= percent * calls
 
 
+def attempt_failed(record: CircuitRecord) -> None:
+    """Count one failed attempt of a call, retried or not (``afail``); it opens nothing by itself."""
+    record.afail += 1
+
+
 def release(record: CircuitRecord, lease_id: str) -> None:
     """Free a trial slot without counting the call either way (an ignored outcome)."""
     record.trials.pop(lease_id, None)
@@ -209,6 +219,7 @@ def _open(record: CircuitRecord, now: float, until: float | None, reason: str) -
 
 def _close(record: CircuitRecord) -> None:
     record.state, record.fail, record.succ, record.trials, record.window = CLOSED, 0, 0, {}, []
+    record.afail = 0
     record.opened_at = record.open_until = None
     record.reason = ""
 

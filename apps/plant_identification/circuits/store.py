@@ -80,8 +80,10 @@ class CircuitStore:
         )
         if raw is None:
             return self._local_op(rules.admit, config, lease_id=lease_id)
-        kind, state, fail, wait, reason, transition = (_text(value) for value in raw)
-        decision = Decision(kind, state, int(fail), float(wait) if wait else None, reason, _transition(transition))
+        kind, state, fail, wait, reason, transition, afail = (_text(value) for value in raw)
+        decision = Decision(
+            kind, state, int(fail), float(wait) if wait else None, reason, _transition(transition), int(afail)
+        )
         self._mirror(decision)
         return decision
 
@@ -106,13 +108,26 @@ class CircuitStore:
             return self._local_op(rules.success, config, lease_id=lease_id, trial=trial, duration=duration)
         transition, fail = _text(raw[0]), int(raw[1])
         with self._lock:
-            self.local.fail = fail
+            self.local.fail, self.local.afail = fail, 0
         return _transition(transition)
 
     def failures_seen(self) -> int:
-        """The consecutive failures this worker last heard of (from its latest script call, or its own count)."""
+        """The consecutive failures, or failed attempts, this worker last heard of (from its latest script call,
+        or its own count): a success with none to reset needs no script."""
         with self._lock:
-            return self.local.fail
+            return self.local.fail or self.local.afail
+
+    def attempt_failed(self) -> CircuitRecord:
+        """Count a failed attempt of a call, retried or not; return the record's state, ``fail`` and ``afail``
+        as they stand after it."""
+        raw = self._shared("ATTEMPT_FAILED")
+        with self._lock:
+            if raw is None:
+                rules.attempt_failed(self.local)
+                return _copy(self.local)
+            state, fail, afail = (_text(value) for value in raw)
+            self.local.fail, self.local.afail = int(fail), int(afail)
+            return CircuitRecord(state=state, fail=int(fail), afail=int(afail))
 
     def note_latency(self, duration: float | None) -> None:
         """Keep the duration of a successful call for the recent latency (Redis gets it with the next script)."""
@@ -178,6 +193,7 @@ class CircuitStore:
                 local = recent_latency(self.local_latency, WORKER) if latency else None
                 return StoredCircuit(_copy(self.local), self._now(), shared=False, latency=local)
         state, fail, succ, opened_at, open_until, reason, pinned, now = (_text(v) for v in raw[:8])
+        afail = int(_text(raw[9]))
         record = CircuitRecord(
             state=state,
             fail=int(fail),
@@ -186,6 +202,7 @@ class CircuitStore:
             open_until=_float(open_until),
             reason=reason,
             pinned_until=_float(pinned),
+            afail=afail,
         )
         shared = recent_latency((int(sample) for sample in raw[8]), FLEET) if latency else None
         return StoredCircuit(record, float(now), shared=True, latency=shared)
@@ -217,6 +234,7 @@ class CircuitStore:
         """Keep the local record close to the shared one, to carry on from it if Redis goes away."""
         with self._lock:
             local = self.local
+            local.afail = decision.afail
             if decision.state != local.state or decision.fail != local.fail:
                 local.state, local.fail, local.reason = decision.state, decision.fail, decision.reason
                 if decision.state == CircuitState.OPEN and decision.retry_after is not None:

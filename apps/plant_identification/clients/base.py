@@ -14,6 +14,7 @@ import requests
 from django.conf import settings
 
 from apps.plant_identification.circuits.breaker import ProviderCircuitBreaker, breaker_for
+from apps.plant_identification.circuits.rules import CircuitRecord
 from apps.plant_identification.circuits.states import CircuitState
 from apps.plant_identification.clients.answer_cache import (
     answer_read,
@@ -56,6 +57,7 @@ REFUSED_NO_TIME = "no_time"
 REFUSED_BUDGET = "budget"
 REFUSED_WORKER_OUTAGE = "worker_outage"
 REFUSED_CIRCUIT_OUTAGE = "circuit_outage"
+REFUSED_FLEET_OUTAGE = "fleet_outage"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,8 +230,9 @@ class BaseProviderClient:
             except ProviderError as exc:
                 exc.attempts = attempt
                 local_outage = self.outage_watch.record_attempt(failed=exc.counts_as_outage)
+                fleet = self._attempt_failed() if exc.counts_as_outage else None
                 wait = backoff_seconds()
-                if not self._may_retry(exc, attempt, started, wait, deadline, local_outage):
+                if not self._may_retry(exc, attempt, started, wait, deadline, local_outage, fleet):
                     raise
                 self._back_off(exc, wait, started, deadline)
             except BaseException:
@@ -257,17 +260,28 @@ class BaseProviderClient:
         """The last moment a retry may start and still finish within the call's timeout and the deadline."""
         return min(started + self.timeout, math.inf if deadline is None else deadline) - MIN_ROOM
 
+    def _attempt_failed(self) -> CircuitRecord | None:
+        """Count a failed attempt fleet-wide; the circuit's record after it (None with no breaker)."""
+        return self.breaker.attempt_failed() if settings.CIRCUIT_BREAKER_ENABLED else None
+
     def _may_retry(
-        self, exc: ProviderError, attempt: int, started: float, wait: float, deadline: float | None, local_outage: bool
+        self,
+        exc: ProviderError,
+        attempt: int,
+        started: float,
+        wait: float,
+        deadline: float | None,
+        local_outage: bool,
+        fleet: CircuitRecord | None,
     ) -> bool:
-        """A retry is due: the failure is retryable, retries are left, time is left, no outage is seen, and the
-        budget allows it."""
+        """A retry is due: the failure is retryable, retries are left, time is left, no outage is seen (``fleet``:
+        the circuit's record as the failed attempt left it), and the budget allows it."""
         if not exc.retryable or attempt > settings.PROVIDER_MAX_RETRIES:
             return False
         if time.monotonic() + wait > self._latest_retry(started, deadline):
             self._refuse(REFUSED_NO_TIME, exc)
             return False
-        if outage := self._outage(local=local_outage):
+        if outage := self._outage(local=local_outage, record=fleet):
             self._refuse(outage, exc)
             return False
         if not self.retry_budget.try_spend():
@@ -276,17 +290,20 @@ class BaseProviderClient:
         logger.info("provider=%s retry attempt=%d after %s", self.provider.value, attempt + 1, exc.message)
         return True
 
-    def _outage(self, *, local: bool) -> str | None:
-        """Which outage a retry would feed, None when none: this worker sees one (``local``), or the circuit is
-        open (another call tripped it) or has counted ``PROVIDER_RETRY_OUTAGE_AFTER`` failed calls in a row, in
-        any worker."""
+    def _outage(self, *, local: bool, record: CircuitRecord | None = None) -> str | None:
+        """Which outage a retry would feed, None when none: this worker sees one (``local``); the circuit
+        (``record``, read now when None) is open (another call tripped it) or has counted
+        ``PROVIDER_RETRY_OUTAGE_AFTER`` failed calls in a row; or the fleet's last
+        ``PROVIDER_RETRY_FLEET_OUTAGE_AFTER`` attempts all failed (calls still in backoff count there first)."""
         if local:
             return REFUSED_WORKER_OUTAGE
         if not settings.CIRCUIT_BREAKER_ENABLED:
             return None
-        record = self.breaker.record()
+        record = record or self.breaker.record()
         if record.state == CircuitState.OPEN or record.fail >= settings.PROVIDER_RETRY_OUTAGE_AFTER:
             return REFUSED_CIRCUIT_OUTAGE
+        if record.afail >= settings.PROVIDER_RETRY_FLEET_OUTAGE_AFTER:
+            return REFUSED_FLEET_OUTAGE
         return None
 
     def _refuse(self, reason: str, exc: ProviderError, when: str = "") -> None:

@@ -4,6 +4,10 @@ Time comes from a Redis key that the test moves, so every process shares one fak
 it too, by the time the call takes, while no other call runs). The upstream is simulated: each call that gets
 through increments a Redis counter (and, in the trial scenario, waits until the test releases it). Prints one
 JSON line: what this process saw.
+
+The fleet's own coordination (the clock, turns, counters) and the breaker's Redis connection wait up to
+``SOCKET_TIMEOUT`` seconds: eight processes starting on two cores can stall a reply past the service's 50 ms
+(which would make the breaker carry on from in-process state, a different test).
 """
 
 import json
@@ -13,20 +17,33 @@ import threading
 import time
 
 import django
+import redis as redis_client
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 django.setup()
 
-from django_redis import get_redis_connection  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from apps.plant_identification.circuits.breaker import breaker_for  # noqa: E402
 from apps.plant_identification.circuits.events import circuit_events_pending  # noqa: E402
 from apps.plant_identification.exceptions import ProviderCircuitOpenError, ProviderUnavailableError  # noqa: E402
 from apps.plant_identification.providers import Provider  # noqa: E402
 
-PREFIX = sys.argv[2]
+SOCKET_TIMEOUT = 10.0
 SLOW_CALL_SECONDS = 3.0  # how long an ``s`` call of a sequence takes on the shared clock
-redis = get_redis_connection("circuits")
+
+
+def coordination_redis() -> redis_client.Redis:
+    """A connection for the fleet's coordination, patient enough for a loaded machine."""
+    return redis_client.Redis.from_url(
+        settings.REDIS_URL, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT
+    )
+
+
+if __name__ == "__main__":
+    settings.CACHES["circuits"]["OPTIONS"].update(SOCKET_TIMEOUT=SOCKET_TIMEOUT, SOCKET_CONNECT_TIMEOUT=SOCKET_TIMEOUT)
+    PREFIX = sys.argv[2]
+    redis = coordination_redis()
 
 
 def shared_clock() -> float:
@@ -78,12 +95,17 @@ def trial_call(breaker, results: list) -> None:
 
 
 def sequenced_call(breaker, results: list) -> None:
-    """Take the next call of a fleet-wide sequence (``x`` fails, ``.`` succeeds at once, ``s`` succeeds slowly)
-    and make it in its turn, so the calls of every process reach the breaker in one known order."""
+    """Take the next call of a fleet-wide sequence (``x`` fails, ``.`` succeeds at once, ``s`` succeeds slowly,
+    ``a`` is a failed attempt of a call to be retried: the failed attempts in a row it reads back) and make it in
+    its turn, so the calls of every process reach the breaker in one known order."""
     pattern = redis.get(f"{PREFIX}:pattern").decode()
     while (index := redis.incr(f"{PREFIX}:ticket") - 1) < len(pattern):
         while int(redis.get(f"{PREFIX}:turn") or 0) != index:
             time.sleep(0.001)
+        if pattern[index] == "a":
+            results.append([index, f"afail {breaker.attempt_failed().afail}"])
+            redis.incr(f"{PREFIX}:turn")
+            continue
         try:
             with breaker.protect():
                 if pattern[index] == "x":

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django_redis import get_redis_connection
 
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.circuits.latency import RecentLatency
 from apps.plant_identification.providers import Provider
+from tests.plant_identification.circuits.fleet_worker import coordination_redis
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ class Fleet:
 
     def __init__(self) -> None:
         self.prefix = f"fleet-{uuid.uuid4().hex}"
-        self.redis = get_redis_connection("circuits")
+        self.redis = coordination_redis()
         self.now = 1_000_000.0
         self.redis.set(f"{self.prefix}:now", self.now)
 
@@ -78,6 +78,7 @@ class Fleet:
         for process in processes:
             out, err = process.communicate(timeout=60)
             assert process.returncode == 0, err
+            assert "Traceback" not in err, err  # a thread that died (its calls are missing from the report)
             reports.append(json.loads(out.strip().splitlines()[-1]))
         return reports
 
@@ -143,6 +144,22 @@ def test_the_failure_rate_is_measured_fleet_wide(fleet):
     assert [seen[index] for index in range(len(pattern))] == expected
     assert Counter(event for report in reports for event in report["events"]) == {"closed>open": 1}
     assert len({index for report in reports for index, _ in report["results"]}) == len(pattern)
+
+
+def test_failed_attempts_in_a_row_are_counted_fleet_wide_and_any_success_ends_the_run(fleet):
+    """Failed attempts (``a``) and calls from 32 threads in 8 processes, in a fixed order: each attempt reads the
+    fleet's run of failed attempts; a success in any process ends it, a failed call does not."""
+    pattern = "aaa.aaxa..a"
+    fleet.redis.set(f"{fleet.prefix}:pattern", pattern)
+    reports = fleet.run("sequence")
+
+    seen = dict(result for report in reports for result in report["results"])
+    assert [seen[index] for index in range(len(pattern))] == [
+        *("afail 1", "afail 2", "afail 3", "ok"),
+        *("afail 1", "afail 2", "failed", "afail 3", "ok", "ok", "afail 1"),
+    ]
+    assert breaker_for(Provider.PLANT_ID).record().afail == 1
+    assert breaker_for(Provider.PLANT_ID).current_state == "closed"  # failed attempts open nothing by themselves
 
 
 def test_slow_calls_open_the_circuit_fleet_wide_and_their_latency_is_the_fleets(fleet):

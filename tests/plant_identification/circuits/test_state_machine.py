@@ -1,5 +1,5 @@
 """Property-based: the Redis scripts and the in-process rules behave like a simple reference model, with and
-without the failure-rate and slow-call rules."""
+without the failure-rate and slow-call rules, and count failed attempts in a row alike."""
 
 import uuid
 
@@ -64,6 +64,7 @@ class ReferenceCircuit:
         self.trials: dict[str, float] = {}
         self.pinned_until = None
         self.recent: list[str] = []  # "ok" / "slow" / "failed" of the latest calls while closed, when a rate is set
+        self.failed_attempts = 0  # in a row, whatever the state: only a success or a close ends the run
 
     def admit(self, now: float, lease: str) -> str:
         if self.state == "open":
@@ -78,7 +79,11 @@ class ReferenceCircuit:
             return "trial"
         return "admit"
 
+    def attempt_fails(self) -> None:
+        self.failed_attempts += 1
+
     def succeed(self, now: float, lease: str, trial: bool, duration: float) -> None:
+        self.failed_attempts = 0  # any success, even a stale trial's: the provider answered
         limit = self.config.slow_call_duration
         slow = limit is not None and duration > limit
         if not trial:
@@ -139,6 +144,7 @@ class ReferenceCircuit:
 
     def close(self, pinned_until=None) -> None:
         self.state, self.failures, self.successes, self.trials = "closed", 0, 0, {}
+        self.failed_attempts = 0
         self.reopen_at, self.pinned_until, self.recent, self.reason = None, pinned_until, [], ""
 
 
@@ -157,6 +163,10 @@ class RulesAdapter:
     def fail(self, lease, trial):
         rules.failure(self.record, self.config, self.clock(), lease, trial)
 
+    def attempt_fails(self):
+        rules.attempt_failed(self.record)
+        return self.record.state, self.record.fail, self.record.afail
+
     def hold_open(self, seconds):
         rules.hold_open(self.record, self.clock(), seconds, OpenReason.QUOTA)
 
@@ -167,7 +177,7 @@ class RulesAdapter:
         rules.force_close(self.record, self.clock(), pin)
 
     def state(self):
-        return self.record.state, self.record.fail, self.record.reason
+        return self.record.state, self.record.fail, self.record.reason, self.record.afail
 
 
 class RedisAdapter:
@@ -185,6 +195,10 @@ class RedisAdapter:
     def fail(self, lease, trial):
         self.store.failure(self.config, lease, trial=trial)
 
+    def attempt_fails(self):
+        record = self.store.attempt_failed()
+        return record.state, record.fail, record.afail
+
     def hold_open(self, seconds):
         self.store.hold_open(seconds, OpenReason.QUOTA)
 
@@ -197,7 +211,7 @@ class RedisAdapter:
     def state(self):
         stored = self.store.read()
         assert stored.shared, "the model test must run against Redis"
-        return stored.record.state, stored.record.fail, stored.record.reason
+        return stored.record.state, stored.record.fail, stored.record.reason, stored.record.afail
 
     def cleanup(self):
         from django_redis import get_redis_connection
@@ -254,6 +268,13 @@ class CircuitMachine(RuleBasedStateMachine):
     def call_ends(self, index, succeeded, duration):
         self._end(*self.in_flight.pop(index % len(self.in_flight)), succeeded, duration)
 
+    @rule()
+    def attempt_fails(self):
+        """An attempt fails (a call's first, to be retried, or its last): only the run of them counts it."""
+        self.model.attempt_fails()
+        for implementation in self.implementations:
+            assert implementation.attempt_fails() == (self.model.state, self.model.failures, self.model.failed_attempts)
+
     @rule(seconds=st.sampled_from([0.5, 1.0, 4.0, 10.0, 30.0]))
     def time_passes(self, seconds):
         self.clock.advance(seconds)
@@ -283,7 +304,7 @@ class CircuitMachine(RuleBasedStateMachine):
 
     @invariant()
     def same_state(self):
-        expected = (self.model.state, self.model.failures, self.model.reason)
+        expected = (self.model.state, self.model.failures, self.model.reason, self.model.failed_attempts)
         for implementation in self.implementations:
             assert implementation.state() == expected
 

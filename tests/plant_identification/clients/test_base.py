@@ -434,6 +434,46 @@ def test_no_retry_once_the_fleet_counted_failed_calls_in_a_row(retrying, mocked_
     assert breaker.current_state == "closed"
 
 
+def test_no_retry_once_the_fleet_counted_failed_attempts_in_a_row(retrying, mocked_responses, settings):
+    """Other workers' failed attempts (their calls still in backoff, not yet counted as failed calls) say
+    outage too, from ``PROVIDER_RETRY_FLEET_OUTAGE_AFTER`` of them in a row: this worker's failure is not
+    retried, and the circuit stays closed."""
+    assert settings.PROVIDER_RETRY_FLEET_OUTAGE_AFTER == 6  # the default
+    breaker = breaker_for(retrying.provider)
+    for _ in range(settings.PROVIDER_RETRY_FLEET_OUTAGE_AFTER - 1):
+        breaker.attempt_failed()  # another worker's attempt: 5 in a row, and this worker's failure is the 6th
+    mocked_responses.post(URL, status=502, body="bad gateway")
+
+    with pytest.raises(ProviderUnavailableError) as failed:
+        retrying.identify(make_request())
+
+    assert failed.value.attempts == 1
+    assert retrying.sleeps == []
+    assert (breaker.current_state, breaker.fail_counter, breaker.record().afail) == ("closed", 1, 6)
+
+
+def test_a_success_anywhere_ends_the_fleets_run_of_failed_attempts(retrying, mocked_responses, settings):
+    breaker = breaker_for(retrying.provider)
+    for _ in range(settings.PROVIDER_RETRY_FLEET_OUTAGE_AFTER):
+        breaker.attempt_failed()
+    breaker.call(lambda: "another worker's call answered")
+    mocked_responses.post(URL, status=502, body="bad gateway")
+    mocked_responses.post(URL, json=OK_BODY)
+
+    assert breaker.record().afail == 0
+    assert retrying.identify(make_request()).attempts == 2
+
+
+def test_every_failed_attempt_counts_in_the_fleets_run(retrying, mocked_responses):
+    """A retried call that fails twice is two failed attempts in a row (and one failed call)."""
+    mocked_responses.post(URL, status=503, body="busy")
+    with pytest.raises(ProviderUnavailableError):
+        retrying.identify(make_request())
+
+    record = breaker_for(retrying.provider).record()
+    assert (record.fail, record.afail) == (1, 2)
+
+
 def test_no_retry_after_failed_attempts_in_a_row(retrying, mocked_responses, settings):
     """A failure among successes is retried; after more than PROVIDER_RETRY_OUTAGE_AFTER failed attempts in a row
     (a suspected outage) one retry goes as the probe, and once it fails too (an outage) failures are not

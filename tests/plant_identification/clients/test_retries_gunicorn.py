@@ -16,7 +16,8 @@ REQUESTS = 12
 def service(tmp_path):
     env = {
         "PROVIDER_MAX_RETRIES": "1",
-        "PROVIDER_RETRY_OUTAGE_AFTER": "100",  # half the calls failing at once looks like an outage starting
+        "PROVIDER_RETRY_OUTAGE_AFTER": "100",  # half the calls failing at once looks like an outage starting,
+        "PROVIDER_RETRY_FLEET_OUTAGE_AFTER": "100",  # to a worker and to the fleet
         "PLANT_ID_CIRCUIT_FAIL_MAX": "100",  # this test is about retries: the circuit must not open on its own
         "IDENTIFY_EARLY_ANSWER": "false",  # each answer waits for Plant.id's retry
     }
