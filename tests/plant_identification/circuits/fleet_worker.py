@@ -4,10 +4,7 @@ Time comes from a Redis key that the test moves, so every process shares one fak
 it too, by the time the call takes, while no other call runs). The upstream is simulated: each call that gets
 through increments a Redis counter (and, in the trial scenario, waits until the test releases it). Prints one
 JSON line: what this process saw.
-
-The fleet's own coordination (the clock, turns, counters) and the breaker's Redis connection wait up to
-``SOCKET_TIMEOUT`` seconds: eight processes starting on two cores can stall a reply past the service's 50 ms
-(which would make the breaker carry on from in-process state, a different test).
+Its Redis connections are patient ones (``tests/patient_redis.py``).
 """
 
 import json
@@ -17,33 +14,20 @@ import threading
 import time
 
 import django
-import redis as redis_client
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 django.setup()
-
-from django.conf import settings  # noqa: E402
 
 from apps.plant_identification.circuits.breaker import breaker_for  # noqa: E402
 from apps.plant_identification.circuits.events import circuit_events_pending  # noqa: E402
 from apps.plant_identification.exceptions import ProviderCircuitOpenError, ProviderUnavailableError  # noqa: E402
 from apps.plant_identification.providers import Provider  # noqa: E402
+from tests.patient_redis import coordination_redis, patient_circuits  # noqa: E402
 
-SOCKET_TIMEOUT = 10.0
+PREFIX = sys.argv[2]
 SLOW_CALL_SECONDS = 3.0  # how long an ``s`` call of a sequence takes on the shared clock
-
-
-def coordination_redis() -> redis_client.Redis:
-    """A connection for the fleet's coordination, patient enough for a loaded machine."""
-    return redis_client.Redis.from_url(
-        settings.REDIS_URL, socket_timeout=SOCKET_TIMEOUT, socket_connect_timeout=SOCKET_TIMEOUT
-    )
-
-
-if __name__ == "__main__":
-    settings.CACHES["circuits"]["OPTIONS"].update(SOCKET_TIMEOUT=SOCKET_TIMEOUT, SOCKET_CONNECT_TIMEOUT=SOCKET_TIMEOUT)
-    PREFIX = sys.argv[2]
-    redis = coordination_redis()
+patient_circuits()
+redis = coordination_redis()
 
 
 def shared_clock() -> float:

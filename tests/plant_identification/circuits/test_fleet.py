@@ -17,7 +17,7 @@ from django.conf import settings
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.circuits.latency import RecentLatency
 from apps.plant_identification.providers import Provider
-from tests.plant_identification.circuits.fleet_worker import coordination_redis
+from tests.patient_redis import coordination_redis
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
