@@ -128,6 +128,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 
 # ---------------------------------------------------------------------------- REDIS AND CACHES
 REDIS_URL = env_str("REDIS_URL")
+CIRCUITS_REDIS_TIMEOUT = 0.05  # seconds: the circuits' connect and socket timeouts
 if REDIS_URL:
     CACHES = {
         # Provider answers. A Redis fault degrades to a cache miss, never to a 500.
@@ -146,14 +147,16 @@ if REDIS_URL:
             "BACKEND": "django_redis.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "OPTIONS": {
-                "SOCKET_CONNECT_TIMEOUT": 0.05,
-                "SOCKET_TIMEOUT": 0.05,
+                "SOCKET_CONNECT_TIMEOUT": CIRCUITS_REDIS_TIMEOUT,
+                "SOCKET_TIMEOUT": CIRCUITS_REDIS_TIMEOUT,
                 "CONNECTION_POOL_KWARGS": {"retry": Retry(NoBackoff(), 0)},
                 "REDIS_CLIENT_KWARGS": {"retry": Retry(NoBackoff(), 0)},
             },
         },
     }
     DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+    # One pool per URL and timeouts (stock django-redis shares one per URL: the circuits would get the cache's).
+    DJANGO_REDIS_CONNECTION_FACTORY = "backend.redis_pools.PerTimeoutConnectionFactory"
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -291,8 +294,8 @@ PROVIDER_RETRY_BUDGET_FLOOR = env_int("PROVIDER_RETRY_BUDGET_FLOOR", default=3)
 PROVIDER_RETRY_BUDGET_WINDOW = env_float("PROVIDER_RETRY_BUDGET_WINDOW", default=10.0)
 # A failure that follows this many failed attempts in a row (in one worker) is an outage: not retried.
 PROVIDER_RETRY_OUTAGE_AFTER = env_int("PROVIDER_RETRY_OUTAGE_AFTER", default=3, minimum=1)
-# This many failed attempts in a row in the whole fleet (retries included, any success resets the run) are an
-# outage too: no failure is retried until a call succeeds.
+# This many failed attempts in a row in the whole fleet (retries included; a success ends the run once its worker
+# has heard of it) are an outage too: no failure is retried until a call succeeds.
 PROVIDER_RETRY_FLEET_OUTAGE_AFTER = env_int("PROVIDER_RETRY_FLEET_OUTAGE_AFTER", default=6, minimum=1)
 # Identical provider calls in flight at once (the same normalised images and parameters), on any worker or host
 # sharing REDIS_URL, make one upstream request; the other callers wait for its answer (clients/single_flight.py).

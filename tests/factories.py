@@ -13,6 +13,7 @@ from PIL import Image
 from apps.plant_identification.images import image_normalise
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.types import IdentifyRequest, Organ, ProviderAnswer, Suggestion
+from backend.settings import CIRCUITS_REDIS_TIMEOUT
 
 FIXTURES = Path(__file__).parent / "fixtures"
 PLANT_ID_URL = "https://plant-id.test/api/v3/identification"
@@ -102,8 +103,13 @@ def failing(exc: Exception):
 
 def point_circuits_at(settings, url: str) -> None:
     """Make the breaker storage (and the Redis health check) use ``url``, with the production options."""
+    circuits = settings.CACHES["circuits"]
+    timeouts = {"SOCKET_TIMEOUT": CIRCUITS_REDIS_TIMEOUT, "SOCKET_CONNECT_TIMEOUT": CIRCUITS_REDIS_TIMEOUT}
     settings.REDIS_URL = url
-    settings.CACHES = {**settings.CACHES, "circuits": {**settings.CACHES["circuits"], "LOCATION": url}}
+    settings.CACHES = {
+        **settings.CACHES,
+        "circuits": {**circuits, "LOCATION": url, "OPTIONS": {**circuits["OPTIONS"], **timeouts}},
+    }
 
 
 class LogCounter(logging.Handler):

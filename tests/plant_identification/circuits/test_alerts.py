@@ -239,8 +239,7 @@ from apps.plant_identification.circuits.alerts import circuit_alerts_idle
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.circuits.events import CircuitEventListener
 from apps.plant_identification.providers import Provider
-from tests.patient_redis import coordination_redis, patient_circuits
-patient_circuits()
+from tests.patient_redis import coordination_redis
 redis = coordination_redis()
 deadline = time.monotonic() + 30
 while not redis.exists(sys.argv[1]) and time.monotonic() < deadline:
