@@ -53,7 +53,7 @@ RETRIES_REFUSED = Counter(
     "plantid_provider_retries_refused",
     "Retryable failures not retried, by reason: no time left, the retry budget spent, an outage seen by this"
     " worker (failed attempts in a row and a failed probe), by the circuit (open, or failed calls in a row"
-    " fleet-wide) or by the fleet (its latest attempts all failed).",
+    " fleet-wide) or by the fleet (failed attempts in a row, retries included).",
     ["provider", "reason"],
     registry=_REGISTRY,
 )

@@ -9,6 +9,7 @@ README's "Circuit breakers" section says why; an option it cannot honour is refu
 """
 
 import inspect
+import threading
 import time
 import types
 import uuid
@@ -102,6 +103,7 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
             throw_new_error_on_trip=throw_new_error_on_trip,
         )
         self.store = CircuitStore(provider.value, clock=clock)
+        self._this_call = threading.local()  # .failed_attempt: the thread's call under way had a failed attempt
 
     def _refusal(self, option: str) -> str:
         if option in THRESHOLD_VARIABLES:
@@ -200,7 +202,9 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
     def attempt_failed(self) -> CircuitRecord:
         """Count, fleet-wide, a failed attempt of a call still under the breaker (it may be retried: the call's own
         outcome is counted when it ends); return the record's state, ``fail`` and ``afail`` (failed attempts in a
-        row, which any success resets) as they stand after it. Opens nothing: not part of pybreaker."""
+        row, which a success resets) as they stand after it. The call's own success, if it comes, then resets the
+        run whatever this worker has heard since. Opens nothing: not part of pybreaker."""
+        self._this_call.failed_attempt = True
         return self.store.attempt_failed()
 
     @property
@@ -303,6 +307,7 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
         if decision.kind == rules.REJECT:
             raise CircuitRejectedError(self.provider.value, decision.retry_after, decision.reason)
         admission = _Admission(config, lease, decision.kind == rules.TRIAL, decision.fail, self._elapsed_since())
+        self._this_call.failed_attempt = False
         try:
             for listener in self.listeners:
                 listener.before_call(self, func, *args, **kwargs)
@@ -317,8 +322,12 @@ class ProviderCircuitBreaker(pybreaker.CircuitBreaker):
         # it; its duration then waits for this worker's next script call. "No failures" is as this worker knows
         # now, not only as it was when the call was let through: a failure counted while the call was out (by a
         # concurrent call, or one another worker reported to this one's latest script) is reset by its success,
-        # as pybreaker's success resets fail_counter.
-        if admission.trial or admission.fail or admission.config.windowed or self.store.failures_seen():
+        # as pybreaker's success resets fail_counter. A call that had a failed attempt (retried) always runs it:
+        # its own failure is in the fleet's run of failed attempts, whatever a concurrent success left in the
+        # worker's copy.
+        own_failure, self._this_call.failed_attempt = getattr(self._this_call, "failed_attempt", False), False
+        counted = admission.fail or own_failure or self.store.failures_seen()
+        if admission.trial or admission.config.windowed or counted:
             self._announce(
                 self.store.success(admission.config, admission.lease, trial=admission.trial, duration=duration)
             )

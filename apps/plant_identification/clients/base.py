@@ -230,7 +230,7 @@ class BaseProviderClient:
             except ProviderError as exc:
                 exc.attempts = attempt
                 local_outage = self.outage_watch.record_attempt(failed=exc.counts_as_outage)
-                fleet = self._attempt_failed() if exc.counts_as_outage else None
+                fleet = self._attempt_failed() if exc.counts_as_outage and settings.PROVIDER_MAX_RETRIES else None
                 wait = backoff_seconds()
                 if not self._may_retry(exc, attempt, started, wait, deadline, local_outage, fleet):
                     raise
@@ -261,7 +261,8 @@ class BaseProviderClient:
         return min(started + self.timeout, math.inf if deadline is None else deadline) - MIN_ROOM
 
     def _attempt_failed(self) -> CircuitRecord | None:
-        """Count a failed attempt fleet-wide; the circuit's record after it (None with no breaker)."""
+        """Count a failed attempt fleet-wide (only the retry gate reads the count: not with retries off); the
+        circuit's record after it (None with no breaker)."""
         return self.breaker.attempt_failed() if settings.CIRCUIT_BREAKER_ENABLED else None
 
     def _may_retry(

@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from apps.plant_identification.circuits.breaker import breaker_for
+from apps.plant_identification.circuits.breaker import ProviderCircuitBreaker, breaker_for
 from apps.plant_identification.clients.base import DEFAULT_QUOTA_WAIT, BaseProviderClient, OutboundRequest
 from apps.plant_identification.clients.outages import OutageWatch
 from apps.plant_identification.clients.retries import RetryBudget
@@ -452,16 +452,69 @@ def test_no_retry_once_the_fleet_counted_failed_attempts_in_a_row(retrying, mock
     assert (breaker.current_state, breaker.fail_counter, breaker.record().afail) == ("closed", 1, 6)
 
 
-def test_a_success_anywhere_ends_the_fleets_run_of_failed_attempts(retrying, mocked_responses, settings):
-    breaker = breaker_for(retrying.provider)
+def test_another_workers_success_ends_the_fleets_run_of_failed_attempts(retrying, mocked_responses, settings):
+    """A success in another worker (another breaker on the same Redis record) whose call was let through after the
+    run began: its admission tells that worker of the run, so its success ends it, and failures retry again."""
+    breaker, another = breaker_for(retrying.provider), ProviderCircuitBreaker(retrying.provider)
     for _ in range(settings.PROVIDER_RETRY_FLEET_OUTAGE_AFTER):
         breaker.attempt_failed()
-    breaker.call(lambda: "another worker's call answered")
+    another.call(lambda: "another worker's call answered")
     mocked_responses.post(URL, status=502, body="bad gateway")
     mocked_responses.post(URL, json=OK_BODY)
 
     assert breaker.record().afail == 0
     assert retrying.identify(make_request()).attempts == 2
+
+
+def test_a_success_whose_worker_heard_of_no_failure_leaves_the_run_to_its_next_one(settings):
+    """The documented approximation: a call let through before the run began, in a worker that has heard of no
+    failure since, skips its script (no round trip); that worker's next success, which hears of it, ends it."""
+    breaker, another = breaker_for(MinimalClient.provider), ProviderCircuitBreaker(MinimalClient.provider)
+    with another.calling():
+        for _ in range(settings.PROVIDER_RETRY_FLEET_OUTAGE_AFTER):
+            breaker.attempt_failed()
+    assert breaker.record().afail == settings.PROVIDER_RETRY_FLEET_OUTAGE_AFTER
+
+    another.call(lambda: "its next call answered")
+    assert breaker.record().afail == 0
+
+
+def test_a_retried_call_that_succeeds_ends_the_run_whatever_its_worker_heard_meanwhile(mocked_responses, settings):
+    """The call's own failed attempt is in the fleet's run: its success runs its script even when a concurrent
+    success has just told the worker that nothing is counted (and another worker's failure came after it)."""
+    settings.PROVIDER_MAX_RETRIES = 1
+    breaker, another = ProviderCircuitBreaker(MinimalClient.provider), ProviderCircuitBreaker(MinimalClient.provider)
+
+    def meanwhile(_seconds: float) -> None:
+        concurrent = threading.Thread(target=breaker.call, args=(lambda: "a concurrent call answered",))
+        concurrent.start()
+        concurrent.join()
+        another.attempt_failed()  # another worker's attempt fails: a run of 1 that this worker has not heard of
+
+    client = MinimalClient(
+        api_key=KEY,
+        base_url=BASE_URL,
+        timeout=5,
+        breaker=breaker,
+        retry_budget=RetryBudget(clock=FakeClock()),
+        outage_watch=OutageWatch(sleep=meanwhile),
+    )
+    mocked_responses.post(URL, status=502, body="bad gateway")
+    mocked_responses.post(URL, json=OK_BODY)
+
+    assert client.identify(make_request()).attempts == 2
+    assert breaker.record().afail == 0
+
+
+def test_no_failed_attempt_is_counted_with_retries_off(client, mocked_responses, settings):
+    """Only the retry gate reads the fleet's run: with retries off, a failure costs no round trip for it."""
+    assert settings.PROVIDER_MAX_RETRIES == 0  # the test settings
+    mocked_responses.post(URL, status=502, body="bad gateway")
+    with pytest.raises(ProviderUnavailableError):
+        client.identify(make_request())
+
+    record = breaker_for(client.provider).record()
+    assert (record.fail, record.afail) == (1, 0)
 
 
 def test_every_failed_attempt_counts_in_the_fleets_run(retrying, mocked_responses):
