@@ -64,6 +64,17 @@ def test_redis_refused_still_trips_after_fail_max(redis_unreachable):
     assert breaker.snapshot().state == "open"
 
 
+def test_failed_attempts_are_counted_in_the_worker_while_redis_is_refused(redis_unreachable):
+    """The retry gate's count of failed attempts in a row carries on from in-process state, and a success ends it."""
+    breaker = ProviderCircuitBreaker(Provider.PLANTNET, clock=FakeClock())
+    counted = [breaker.attempt_failed().afail for _ in range(3)]
+    breaker.call(lambda: "answered")
+
+    assert counted == [1, 2, 3]
+    assert breaker.attempt_failed().afail == 1
+    assert breaker.store.redis_ok is False
+
+
 @pytest.mark.slow
 def test_redis_stopped_mid_run_and_back_adopts_the_shared_open_circuit(private_redis, caplog):
     clock = FakeClock()
