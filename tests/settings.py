@@ -9,9 +9,10 @@ PLANTNET_API_KEY = "test-plantnet-key"
 PLANTNET_API_URL = "https://plantnet.test/v2"
 IDENTIFY_THROTTLE_RATE = None
 IDENTIFY_ALLOW_ANONYMOUS = False
-# The circuits wait for Redis as long as a loaded two-core CI machine may need: a stalled reply past the service's
-# 50 ms would make a breaker carry on from in-process state, another test than the one meant. The Redis fault
-# tests put the service's own timeouts back (tests.factories.point_circuits_at).
+# The circuits wait for Redis as long as a loaded two-core CI machine may need (eight processes starting at once
+# stall replies well past the service's 50 ms): a breaker would carry on from in-process state, another test than
+# the one meant, and a multi-process test's coordination poll would raise. The Redis fault tests put the service's
+# own timeouts back (tests.factories.point_circuits_at).
 if REDIS_URL:  # noqa: F405
     CACHES["circuits"]["OPTIONS"].update(SOCKET_TIMEOUT=5.0, SOCKET_CONNECT_TIMEOUT=5.0)  # noqa: F405
 # Retries are off unless a test turns them on: most tests count the requests each failure makes.

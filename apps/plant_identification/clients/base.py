@@ -294,8 +294,8 @@ class BaseProviderClient:
     def _outage(self, *, local: bool, record: CircuitRecord | None = None) -> str | None:
         """Which outage a retry would feed, None when none: this worker sees one (``local``); the circuit
         (``record``, read now when None) is open (another call tripped it) or has counted
-        ``PROVIDER_RETRY_OUTAGE_AFTER`` failed calls in a row; or the fleet's last
-        ``PROVIDER_RETRY_FLEET_OUTAGE_AFTER`` attempts all failed (calls still in backoff count there first)."""
+        ``PROVIDER_RETRY_OUTAGE_AFTER`` failed calls in a row; or the fleet has counted
+        ``PROVIDER_RETRY_FLEET_OUTAGE_AFTER`` failed attempts in a row (calls still in backoff count there first)."""
         if local:
             return REFUSED_WORKER_OUTAGE
         if not settings.CIRCUIT_BREAKER_ENABLED:

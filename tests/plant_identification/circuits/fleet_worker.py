@@ -3,9 +3,7 @@
 Time comes from a Redis key that the test moves, so every process shares one fake clock (a slow call moves
 it too, by the time the call takes, while no other call runs). The upstream is simulated: each call that gets
 through increments a Redis counter (and, in the trial scenario, waits until the test releases it). Prints one
-JSON line: what this process saw.
-Its coordination uses a patient Redis connection (``tests/patient_redis.py``), and the test settings make the
-breaker's patient too.
+JSON line: what this process saw. Its Redis waits as long as a loaded machine needs (the test settings).
 """
 
 import json
@@ -19,15 +17,16 @@ import django
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.settings")
 django.setup()
 
+from django_redis import get_redis_connection  # noqa: E402
+
 from apps.plant_identification.circuits.breaker import breaker_for  # noqa: E402
 from apps.plant_identification.circuits.events import circuit_events_pending  # noqa: E402
 from apps.plant_identification.exceptions import ProviderCircuitOpenError, ProviderUnavailableError  # noqa: E402
 from apps.plant_identification.providers import Provider  # noqa: E402
-from tests.patient_redis import coordination_redis  # noqa: E402
 
 PREFIX = sys.argv[2]
 SLOW_CALL_SECONDS = 3.0  # how long an ``s`` call of a sequence takes on the shared clock
-redis = coordination_redis()
+redis = get_redis_connection("circuits")
 
 
 def shared_clock() -> float:

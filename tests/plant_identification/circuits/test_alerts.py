@@ -235,12 +235,12 @@ import os, sys, time
 import django
 django.setup()
 from types import SimpleNamespace
+from django_redis import get_redis_connection
 from apps.plant_identification.circuits.alerts import circuit_alerts_idle
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.circuits.events import CircuitEventListener
 from apps.plant_identification.providers import Provider
-from tests.patient_redis import coordination_redis
-redis = coordination_redis()
+redis = get_redis_connection("circuits")
 deadline = time.monotonic() + 30
 while not redis.exists(sys.argv[1]) and time.monotonic() < deadline:
     time.sleep(0.001)

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django_redis import get_redis_connection
 
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.circuits.latency import RecentLatency
 from apps.plant_identification.providers import Provider
-from tests.patient_redis import coordination_redis
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -29,7 +29,7 @@ class Fleet:
 
     def __init__(self) -> None:
         self.prefix = f"fleet-{uuid.uuid4().hex}"
-        self.redis = coordination_redis()
+        self.redis = get_redis_connection("circuits")
         self.now = 1_000_000.0
         self.redis.set(f"{self.prefix}:now", self.now)
 
