@@ -308,10 +308,13 @@ class BaseProviderClient:
         return None
 
     def _refuse(self, reason: str, exc: ProviderError, when: str = "") -> None:
-        """Log and count a retryable failure that is not retried."""
+        """Log and count a retryable failure that is not retried; an outage in the shared record ends this worker's
+        other backoffs, which then read it too."""
         when = f" {when}" if when else ""
         logger.info("provider=%s no retry%s: %s (%s)", self.provider.value, when, reason, exc.message)
         retry_refused_record(self.provider.value, reason)
+        if reason in (REFUSED_CIRCUIT_OUTAGE, REFUSED_FLEET_OUTAGE):
+            self.outage_watch.outage_seen()
 
     @property
     def session(self) -> requests.Session:

@@ -29,6 +29,7 @@ class OutageWatch:
         self._probe: object | None = None  # the token of the retry out to test a suspected outage
         self._thread = threading.local()  # .probe: the token of the probe this thread sends
         self._out = 0  # attempts sent and not ended
+        self._shared_outages = 0  # how many times a call of this worker found an outage in the shared record
         self._lock = threading.Lock()
         self._attempt_ended = threading.Condition(self._lock)
 
@@ -43,6 +44,7 @@ class OutageWatch:
         """Note an attempt sent; ``record_attempt`` notes how it ended."""
         with self._lock:
             self._out += 1
+            self._thread.shared_outages = self._shared_outages  # a report after this ends the attempt's backoff
 
     def record_attempt(self, *, failed: bool | None) -> bool:
         """Note how an attempt ended (failed: an outage-like failure; None: it says nothing of the provider);
@@ -55,6 +57,14 @@ class OutageWatch:
                 self._confirmed = failed and (probe or self._confirmed)
             self._attempt_ended.notify_all()
             return bool(failed) and self._outage() and self._out == 0
+
+    def outage_seen(self) -> None:
+        """A call of this worker found an outage in the circuit's shared record (the fleet's failed attempts, or the
+        circuit open): every backoff in progress ends now, so its caller reads the record and gives up at once
+        rather than at the end of its wait, and the calls that failed together reach the breaker together."""
+        with self._lock:
+            self._shared_outages += 1
+            self._attempt_ended.notify_all()
 
     def withdraw(self) -> None:
         """The retry that ``backoff`` allowed this thread is not sent after all."""
@@ -95,7 +105,9 @@ class OutageWatch:
         row failed): one retry then goes as the probe, and the others wait for it until ``until``
         (``time.monotonic()``; None: no longer than ``seconds``): they go if it succeeds, give up if it fails
         or is still out then. A confirmed outage gives up; the wait ends early, False, once one is confirmed
-        with no attempt of this worker still out, so calls that failed together give up together. With an
+        with no attempt of this worker still out, so calls that failed together give up together. It also ends
+        early, True, when another call of this worker has reported an outage in the shared record since this
+        thread's latest attempt was sent (``outage_seen``): the caller reads the record before it retries. With an
         injected ``sleep`` nothing waits for a probe: the retry gives up."""
         if self.sleep is not None:
             self.sleep(seconds)
@@ -103,7 +115,13 @@ class OutageWatch:
                 return bool(self._verdict())
         until = time.monotonic() + seconds if until is None else until
         with self._attempt_ended:
-            self._attempt_ended.wait_for(lambda: self._outage() and self._out == 0, timeout=seconds)
+            shared_outages = getattr(self._thread, "shared_outages", self._shared_outages)
+            self._attempt_ended.wait_for(
+                lambda: (self._outage() and self._out == 0) or self._shared_outages != shared_outages,
+                timeout=seconds,
+            )
+            if self._shared_outages != shared_outages:
+                return True  # the caller reads the shared record now, and gives up on the outage found there
             while (verdict := self._verdict()) is None:
                 remaining = until - time.monotonic()
                 if remaining <= 0 or not self._attempt_ended.wait_for(

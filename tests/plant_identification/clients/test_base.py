@@ -452,6 +452,46 @@ def test_no_retry_once_the_fleet_counted_failed_attempts_in_a_row(retrying, mock
     assert (breaker.current_state, breaker.fail_counter, breaker.record().afail) == ("closed", 1, 6)
 
 
+def test_a_call_in_its_backoff_gives_up_as_soon_as_another_call_of_its_worker_finds_a_fleet_outage(
+    mocked_responses, settings, monkeypatch
+):
+    """A provider going down: this worker's first failure backs off to retry; other workers' failures and then this
+    worker's next one make a fleet outage. The call in its backoff gives up at once, its retry never sent, so the
+    failures that came together reach the breaker together (not one backoff later, while clients come back)."""
+    settings.PROVIDER_MAX_RETRIES = 1
+    monkeypatch.setattr("apps.plant_identification.clients.retries.BACKOFF", 20.0)  # 10-30 s unless ended early
+    mocked_responses.post(URL, status=502, body="bad gateway")
+    breaker, another = breaker_for(MinimalClient.provider), ProviderCircuitBreaker(MinimalClient.provider)
+    client = MinimalClient(
+        api_key=KEY,
+        base_url=BASE_URL,
+        timeout=120,
+        retry_budget=RetryBudget(clock=FakeClock()),
+        outage_watch=OutageWatch(),
+    )
+    outcome = []
+
+    def first_call() -> None:
+        with pytest.raises(ProviderUnavailableError) as failed:
+            client.identify(make_request(color=(10, 20, 30)))
+        outcome.append(failed.value.attempts)
+
+    backing_off = threading.Thread(target=first_call)
+    backing_off.start()
+    while breaker.record().afail == 0:  # its attempt failed: it is in its backoff (or about to be)
+        time.sleep(0.005)
+    for _ in range(settings.PROVIDER_RETRY_FLEET_OUTAGE_AFTER - 2):
+        another.attempt_failed()
+    with pytest.raises(ProviderUnavailableError) as failed:
+        client.identify(make_request(color=(40, 50, 60)))  # the run's 6th failed attempt: no retry
+    backing_off.join(timeout=10)
+
+    assert not backing_off.is_alive()  # ended long before its 10-30 s backoff
+    assert (failed.value.attempts, outcome) == (1, [1])
+    assert len(mocked_responses.calls) == 2
+    assert breaker.fail_counter == 2
+
+
 def test_another_workers_success_ends_the_fleets_run_of_failed_attempts(retrying, mocked_responses, settings):
     """A success in another worker (another breaker on the same Redis record) whose call was let through after the
     run began: its admission tells that worker of the run, so its success ends it, and failures retry again."""
@@ -743,6 +783,40 @@ def test_a_backoff_ends_as_soon_as_the_worker_sees_an_outage(settings):
 
     assert not waiting.is_alive()
     assert outcome == [False]
+
+
+def test_an_outage_found_in_the_shared_record_ends_the_backoffs_in_progress():
+    """Another call of this worker reports an outage in the circuit's shared record: a backoff in progress ends at
+    once, True, so its caller reads the record now (and gives up on what it finds there)."""
+    watch = OutageWatch()
+    failed, outcome = threading.Event(), []
+
+    def attempt_then_back_off() -> None:
+        watch.start_attempt()
+        watch.record_attempt(failed=True)
+        failed.set()
+        outcome.append(watch.backoff(60))
+
+    waiting = threading.Thread(target=attempt_then_back_off)
+    waiting.start()
+    failed.wait(timeout=10)
+    watch.outage_seen()
+    waiting.join(timeout=10)
+
+    assert not waiting.is_alive()
+    assert outcome == [True]
+
+
+def test_an_outage_reported_before_an_attempt_was_sent_does_not_cut_its_backoff():
+    """Only a report made after the thread's latest attempt was sent is news for its retry."""
+    watch = OutageWatch()
+    watch.outage_seen()
+    watch.start_attempt()
+    watch.record_attempt(failed=True)
+    started = time.monotonic()
+
+    assert watch.backoff(0.05) is True
+    assert time.monotonic() - started >= 0.05
 
 
 def test_a_backoff_outlives_failures_in_a_row_while_an_attempt_is_still_out(settings):
