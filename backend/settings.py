@@ -292,8 +292,11 @@ if PROVIDER_MAX_RETRIES > 1:
 PROVIDER_RETRY_BUDGET_PERCENT = env_float("PROVIDER_RETRY_BUDGET_PERCENT", default=30.0)
 PROVIDER_RETRY_BUDGET_FLOOR = env_int("PROVIDER_RETRY_BUDGET_FLOOR", default=3)
 PROVIDER_RETRY_BUDGET_WINDOW = env_float("PROVIDER_RETRY_BUDGET_WINDOW", default=10.0)
-# A failure that follows this many failed attempts in a row (in one worker) is an outage: not retried.
-PROVIDER_RETRY_OUTAGE_AFTER = env_int("PROVIDER_RETRY_OUTAGE_AFTER", default=3, minimum=1)
+# More than this many failed attempts in a row in one worker suspect an outage (one retry probes it; once that
+# fails too, failures are not retried), and so do this many failed calls in a row counted by the circuit.
+# 5, not 3: at 20 % faults a worker sees 4 in a row and a failed probe in about one run in three (BENCHMARKS.md,
+# "Backoffs end on a fleet outage"); the fleet's count of failed attempts catches an outage starting.
+PROVIDER_RETRY_OUTAGE_AFTER = env_int("PROVIDER_RETRY_OUTAGE_AFTER", default=5, minimum=1)
 # This many failed attempts in a row in the whole fleet (retries included; a success ends the run once its worker
 # has heard of it) are an outage too: no failure is retried until a call succeeds.
 PROVIDER_RETRY_FLEET_OUTAGE_AFTER = env_int("PROVIDER_RETRY_FLEET_OUTAGE_AFTER", default=6, minimum=1)

@@ -571,7 +571,7 @@ def test_no_retry_after_failed_attempts_in_a_row(retrying, mocked_responses, set
     """A failure among successes is retried; after more than PROVIDER_RETRY_OUTAGE_AFTER failed attempts in a row
     (a suspected outage) one retry goes as the probe, and once it fails too (an outage) failures are not
     retried, until an attempt succeeds."""
-    assert settings.PROVIDER_RETRY_OUTAGE_AFTER == 3  # the default
+    settings.PROVIDER_RETRY_OUTAGE_AFTER = 3  # the sequence below is written for 3 (the default is 5)
     for status in (503, 503, 503, 503, 503, 503, 503, 200, 503, 200):
         mocked_responses.post(URL, status=status, body="busy") if status != 200 else mocked_responses.post(
             URL, json=OK_BODY
@@ -593,6 +593,7 @@ def _calls_failing_together(mocked_responses, settings, *, probe_status: int) ->
     ended with (its attempts, or the attempts after which it failed). Every later attempt answers ``probe_status``.
     """
     settings.PROVIDER_MAX_RETRIES = 1
+    settings.PROVIDER_RETRY_OUTAGE_AFTER = 3  # four failures in a row are more: a suspected outage (the default is 5)
     settings.PLANT_ID_CIRCUIT_FAIL_MAX = 100  # the breaker stays out of it: the worker's own rules decide
     together = threading.Barrier(4)
     sent = itertools.count()
