@@ -293,7 +293,7 @@ PROVIDER_RETRY_BUDGET_PERCENT = env_float("PROVIDER_RETRY_BUDGET_PERCENT", defau
 PROVIDER_RETRY_BUDGET_FLOOR = env_int("PROVIDER_RETRY_BUDGET_FLOOR", default=3)
 PROVIDER_RETRY_BUDGET_WINDOW = env_float("PROVIDER_RETRY_BUDGET_WINDOW", default=10.0)
 # More than this many failed attempts in a row in one worker suspect an outage (one retry probes it; once that
-# fails too, failures are not retried), and so do this many failed calls in a row counted by the circuit.
+# fails too, failures are not retried); this many failed calls in a row counted by the circuit refuse retries outright.
 # 5, not 3: at 20 % faults a worker sees 4 in a row and a failed probe in about one run in three (BENCHMARKS.md,
 # "Backoffs end on a fleet outage"); the fleet's count of failed attempts catches an outage starting.
 PROVIDER_RETRY_OUTAGE_AFTER = env_int("PROVIDER_RETRY_OUTAGE_AFTER", default=5, minimum=1)

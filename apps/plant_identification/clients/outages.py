@@ -1,7 +1,7 @@
 """A worker's view of a provider outage: its failed attempts in a row, its attempts out, and the probe.
 
 More than ``PROVIDER_RETRY_OUTAGE_AFTER`` attempts in a row failed in this worker only suspect an outage (at 20 %
-faults a worker's four calls out all fail together about once a run): one retry then goes as the probe while the
+faults such a run is a blip far more often than an outage): one retry then goes as the probe while the
 others wait for it, and they go if it succeeds; its failure confirms the outage, which lasts until an attempt
 succeeds. A confirmed outage refuses a failure's retry at once when none of the worker's attempts is still out
 (one still out may yet answer), and a backoff ends as soon as that is so, so calls that failed together give up
@@ -27,7 +27,7 @@ class OutageWatch:
         self._failed_in_a_row = 0
         self._confirmed = False  # the probe of a suspected outage failed (until an attempt succeeds)
         self._probe: object | None = None  # the token of the retry out to test a suspected outage
-        self._thread = threading.local()  # .probe: the token of the probe this thread sends
+        self._thread = threading.local()  # .probe: this thread's probe token; .shared_outages: the count at its attempt
         self._out = 0  # attempts sent and not ended
         self._shared_outages = 0  # how many times a call of this worker found an outage in the shared record
         self._lock = threading.Lock()
