@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from apps.plant_identification.circuits.breaker import breaker_for
 from apps.plant_identification.clients import PlantNetClient
-from apps.plant_identification.clients.outages import OutageWatch
+from apps.plant_identification.clients.outages import Backoff, OutageWatch
 from apps.plant_identification.exceptions import ProviderUnavailableError
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.services.identify import plant_identify
@@ -214,7 +214,7 @@ def _refusal_worker_outage(settings, watch: OutageWatch) -> dict:
     for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER + 1):  # this worker's attempts before: all failed, none
         watch.start_attempt()  # out,
         watch.record_attempt(failed=True)
-    assert watch.backoff(0) is True  # and the probe they made it send failed too
+    assert watch.backoff(0) is Backoff.GO  # and the probe they made it send failed too
     watch.start_attempt()
     watch.record_attempt(failed=True)
     return {}

@@ -23,7 +23,7 @@ from apps.plant_identification.clients.answer_cache import (
     fresh_reader,
     stale_answer,
 )
-from apps.plant_identification.clients.outages import OUTAGE_WATCHES, OutageWatch
+from apps.plant_identification.clients.outages import OUTAGE_WATCHES, Backoff, OutageWatch
 from apps.plant_identification.clients.retries import (
     MIN_ROOM,
     RETRY_BUDGETS,
@@ -244,11 +244,16 @@ class BaseProviderClient:
             attempt += 1
 
     def _back_off(self, exc: ProviderError, wait: float, started: float, deadline: float | None) -> None:
-        """Wait ``wait`` before the retry of ``exc``, which is raised if an outage is seen by then; a retry not
-        sent after all gives its budget back and is withdrawn (a probe it would have been)."""
-        may_go = self.outage_watch.backoff(wait, until=self._latest_retry(started, deadline))
+        """Wait ``wait`` before the retry of ``exc``, which is raised if an outage is seen by then (the shared record
+        is read again whenever another call reports one there); a retry not sent after all gives its budget back
+        and is withdrawn (a probe it would have been)."""
+        until, latest = time.monotonic() + wait, self._latest_retry(started, deadline)
         try:
-            if outage := self._outage(local=not may_go):
+            while (ended := self.outage_watch.backoff(until - time.monotonic(), until=latest)) is Backoff.REPORTED:
+                if outage := self._outage(local=False):
+                    self._refuse(outage, exc, "during the backoff")
+                    raise exc
+            if outage := self._outage(local=ended is Backoff.OUTAGE):
                 self._refuse(outage, exc, "after the backoff")
                 raise exc
         except BaseException:

@@ -5,9 +5,11 @@ faults such a run is a blip far more often than an outage): one retry then goes 
 others wait for it, and they go if it succeeds; its failure confirms the outage, which lasts until an attempt
 succeeds. A confirmed outage refuses a failure's retry at once when none of the worker's attempts is still out
 (one still out may yet answer), and a backoff ends as soon as that is so, so calls that failed together give up
-together and their failures reach the breaker without the backoff's delay.
+together and their failures reach the breaker without the backoff's delay. A backoff also stops when another call
+of the worker reports an outage in the circuit's shared record, so that its caller reads the record at once.
 """
 
+import enum
 import threading
 import time
 from collections.abc import Callable
@@ -15,6 +17,14 @@ from collections.abc import Callable
 from django.conf import settings
 
 from apps.plant_identification.providers import Provider
+
+
+class Backoff(enum.Enum):
+    """How a backoff ended."""
+
+    GO = "go"  # the retry may go (then sent, or ``withdraw``-n)
+    OUTAGE = "outage"  # this worker sees an outage, or its probe is still out when the time is over: give up
+    REPORTED = "reported"  # another call found an outage in the shared record: read it, then back off the rest
 
 
 class OutageWatch:
@@ -27,9 +37,10 @@ class OutageWatch:
         self._failed_in_a_row = 0
         self._confirmed = False  # the probe of a suspected outage failed (until an attempt succeeds)
         self._probe: object | None = None  # the token of the retry out to test a suspected outage
-        self._thread = threading.local()  # .probe: this thread's probe token; .shared_outages: the count at its attempt
+        self._thread = threading.local()  # .probe: this thread's probe token; .reports: the count its record read saw
         self._out = 0  # attempts sent and not ended
-        self._shared_outages = 0  # how many times a call of this worker found an outage in the shared record
+        self._reports = 0  # how many times a call of this worker found an outage in the shared record
+        self._waiting = 0  # threads in a backoff
         self._lock = threading.Lock()
         self._attempt_ended = threading.Condition(self._lock)
 
@@ -44,12 +55,13 @@ class OutageWatch:
         """Note an attempt sent; ``record_attempt`` notes how it ended."""
         with self._lock:
             self._out += 1
-            self._thread.shared_outages = self._shared_outages  # a report after this ends the attempt's backoff
 
     def record_attempt(self, *, failed: bool | None) -> bool:
         """Note how an attempt ended (failed: an outage-like failure; None: it says nothing of the provider);
-        True when it shows an outage with no attempt of this worker still out (one still out may yet answer)."""
+        True when it shows an outage with no attempt of this worker still out (one still out may yet answer).
+        The caller reads the shared record after this: an outage reported from now on stops this thread's backoff."""
         with self._lock:
+            self._thread.reports = self._reports
             self._out = max(0, self._out - 1)
             probe = self._end_probe()
             if failed is not None:
@@ -60,11 +72,18 @@ class OutageWatch:
 
     def outage_seen(self) -> None:
         """A call of this worker found an outage in the circuit's shared record (the fleet's failed attempts, or the
-        circuit open): every backoff in progress ends now, so its caller reads the record and gives up at once
-        rather than at the end of its wait, and the calls that failed together reach the breaker together."""
+        circuit open): every backoff in progress stops now (``Backoff.REPORTED``), so its caller reads the record
+        and gives up at once rather than at the end of its wait, and the calls that failed together reach the
+        breaker together."""
         with self._lock:
-            self._shared_outages += 1
+            self._reports += 1
             self._attempt_ended.notify_all()
+
+    @property
+    def waiting(self) -> int:
+        """How many threads of this worker are in a backoff now."""
+        with self._lock:
+            return self._waiting
 
     def withdraw(self) -> None:
         """The retry that ``backoff`` allowed this thread is not sent after all."""
@@ -99,37 +118,46 @@ class OutageWatch:
         self._thread.probe = self._probe = object()  # this thread's retry is the probe
         return True
 
-    def backoff(self, seconds: float, until: float | None = None) -> bool:
-        """Wait ``seconds`` before a retry; True when the retry may go (then sent, or ``withdraw``-n). It may
-        unless this worker suspects an outage by then (more than ``PROVIDER_RETRY_OUTAGE_AFTER`` attempts in a
-        row failed): one retry then goes as the probe, and the others wait for it until ``until``
-        (``time.monotonic()``; None: no longer than ``seconds``): they go if it succeeds, give up if it fails
-        or is still out then. A confirmed outage gives up; the wait ends early, False, once one is confirmed
-        with no attempt of this worker still out, so calls that failed together give up together. It also ends
-        early, True, when another call of this worker has reported an outage in the shared record since this
-        thread's latest attempt was sent (``outage_seen``): the caller reads the record before it retries. With an
-        injected ``sleep`` nothing waits for a probe: the retry gives up."""
+    def backoff(self, seconds: float, until: float | None = None) -> Backoff:
+        """Wait ``seconds`` before a retry, and say whether it may go (``Backoff``). It may unless this worker
+        suspects an outage by then (more than ``PROVIDER_RETRY_OUTAGE_AFTER`` attempts in a row failed): one retry
+        then goes as the probe, and the others wait for it until ``until`` (``time.monotonic()``; None: no longer
+        than ``seconds``): they go if it succeeds, give up if it fails or is still out then. A confirmed outage
+        gives up; the wait ends early, ``OUTAGE``, once one is confirmed with no attempt of this worker still out,
+        so calls that failed together give up together. Either wait stops early, ``REPORTED``, when another call
+        of this worker has reported an outage in the shared record (``outage_seen``) since this thread's latest
+        attempt ended: the caller reads the record, and backs off the rest of ``seconds`` if it finds none there.
+        With an injected ``sleep`` nothing stops a wait nor waits for a probe: the retry gives up."""
         if self.sleep is not None:
             self.sleep(seconds)
             with self._lock:
-                return bool(self._verdict())
+                return Backoff.GO if self._verdict() else Backoff.OUTAGE
         until = time.monotonic() + seconds if until is None else until
         with self._attempt_ended:
-            shared_outages = getattr(self._thread, "shared_outages", self._shared_outages)
-            self._attempt_ended.wait_for(
-                lambda: (self._outage() and self._out == 0) or self._shared_outages != shared_outages,
-                timeout=seconds,
-            )
-            if self._shared_outages != shared_outages:
-                return True  # the caller reads the shared record now, and gives up on the outage found there
-            while (verdict := self._verdict()) is None:
-                remaining = until - time.monotonic()
-                if remaining <= 0 or not self._attempt_ended.wait_for(
-                    lambda: self._probe is None or not self._suspected() or self._outage(),
-                    timeout=min(remaining, threading.TIMEOUT_MAX),
-                ):
-                    return False
-            return verdict
+            self._waiting += 1
+            try:
+                return self._wait(seconds, until)
+            finally:
+                self._waiting -= 1
+                self._thread.reports = self._reports  # a report seen once does not stop the rest of the backoff
+
+    def _wait(self, seconds: float, until: float) -> Backoff:
+        """``backoff``'s waits (the lock held)."""
+        reports = getattr(self._thread, "reports", self._reports)
+        self._attempt_ended.wait_for(
+            lambda: (self._outage() and self._out == 0) or self._reports != reports, timeout=max(0.0, seconds)
+        )
+        while self._reports == reports:
+            verdict = self._verdict()
+            if verdict is not None:
+                return Backoff.GO if verdict else Backoff.OUTAGE
+            remaining = until - time.monotonic()
+            if remaining <= 0 or not self._attempt_ended.wait_for(
+                lambda: self._probe is None or not self._suspected() or self._outage() or self._reports != reports,
+                timeout=min(remaining, threading.TIMEOUT_MAX),
+            ):
+                return Backoff.OUTAGE
+        return Backoff.REPORTED
 
 
 OUTAGE_WATCHES = {provider: OutageWatch() for provider in Provider}

@@ -11,7 +11,7 @@ import requests
 
 from apps.plant_identification.circuits.breaker import ProviderCircuitBreaker, breaker_for
 from apps.plant_identification.clients.base import DEFAULT_QUOTA_WAIT, BaseProviderClient, OutboundRequest
-from apps.plant_identification.clients.outages import OutageWatch
+from apps.plant_identification.clients.outages import Backoff, OutageWatch
 from apps.plant_identification.clients.retries import RetryBudget
 from apps.plant_identification.exceptions import (
     ProviderAuthError,
@@ -26,6 +26,7 @@ from apps.plant_identification.exceptions import (
 from apps.plant_identification.providers import Provider
 from apps.plant_identification.types import ProviderAnswer, Suggestion
 from tests.factories import FakeClock, make_request
+from tests.plant_identification.clients.outage_steps import failed_attempt_then_backoff, probe_fails, wait_until_waiting
 
 BASE_URL = "https://minimal.test/v1"
 URL = f"{BASE_URL}/identify"
@@ -453,7 +454,7 @@ def test_no_retry_once_the_fleet_counted_failed_attempts_in_a_row(retrying, mock
 
 
 def test_a_call_in_its_backoff_gives_up_as_soon_as_another_call_of_its_worker_finds_a_fleet_outage(
-    mocked_responses, settings, monkeypatch
+    mocked_responses, settings, monkeypatch, caplog
 ):
     """A provider going down: this worker's first failure backs off to retry; other workers' failures and then this
     worker's next one make a fleet outage. The call in its backoff gives up at once, its retry never sent, so the
@@ -478,8 +479,7 @@ def test_a_call_in_its_backoff_gives_up_as_soon_as_another_call_of_its_worker_fi
 
     backing_off = threading.Thread(target=first_call)
     backing_off.start()
-    while breaker.record().afail == 0:  # its attempt failed: it is in its backoff (or about to be)
-        time.sleep(0.005)
+    wait_until_waiting(client.outage_watch)  # its attempt failed: it is in its backoff
     for _ in range(settings.PROVIDER_RETRY_FLEET_OUTAGE_AFTER - 2):
         another.attempt_failed()
     with pytest.raises(ProviderUnavailableError) as failed:
@@ -490,6 +490,105 @@ def test_a_call_in_its_backoff_gives_up_as_soon_as_another_call_of_its_worker_fi
     assert (failed.value.attempts, outcome) == (1, [1])
     assert len(mocked_responses.calls) == 2
     assert breaker.fail_counter == 2
+    assert "no retry during the backoff: fleet_outage" in caplog.text
+
+
+def test_a_backoff_stopped_by_a_report_runs_its_course_when_the_record_is_clear_again(
+    mocked_responses, settings, monkeypatch
+):
+    """Another call's report (say of a circuit that staff closed again since) stops the backoff; the shared record
+    read then shows no outage, so the retry goes, but only once the rest of the backoff is over."""
+    settings.PROVIDER_MAX_RETRIES = 1
+    monkeypatch.setattr("apps.plant_identification.clients.base.backoff_seconds", lambda: 0.3)
+    mocked_responses.post(URL, status=502, body="bad gateway")
+    mocked_responses.post(URL, json=OK_BODY)
+    client = MinimalClient(
+        api_key=KEY,
+        base_url=BASE_URL,
+        timeout=120,
+        retry_budget=RetryBudget(clock=FakeClock()),
+        outage_watch=OutageWatch(),
+    )
+    answers = []
+
+    def call() -> None:
+        started = time.monotonic()
+        answers.append(client.identify(make_request()))
+        answers.append(time.monotonic() - started)
+
+    calling = threading.Thread(target=call)
+    calling.start()
+    wait_until_waiting(client.outage_watch)
+    client.outage_watch.outage_seen()
+    calling.join(timeout=10)
+
+    answer, took = answers
+    assert answer.attempts == 2
+    assert took >= 0.3
+
+
+def _refused_for_budget(settings, breaker) -> dict:
+    settings.PROVIDER_RETRY_BUDGET_FLOOR = settings.PROVIDER_RETRY_BUDGET_PERCENT = 0
+    return {}
+
+
+def _refused_for_time(settings, breaker) -> dict:
+    return {"deadline": time.monotonic()}
+
+
+def _refused_for_the_circuit(settings, breaker) -> dict:
+    settings.PLANT_ID_CIRCUIT_FAIL_MAX = 10  # closed, but counting failed calls in a row
+
+    def fail():
+        raise ConnectionError("another worker's call failed")
+
+    for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER):
+        with pytest.raises(ConnectionError):
+            breaker.call(fail)
+    return {}
+
+
+def _refused_for_the_fleet(settings, breaker) -> dict:
+    for _ in range(settings.PROVIDER_RETRY_FLEET_OUTAGE_AFTER - 2):  # the observer's attempt and this call's count
+        breaker.attempt_failed()
+    return {}
+
+
+@pytest.mark.parametrize(
+    ("arrange", "stops_the_others"),
+    [
+        (_refused_for_budget, False),
+        (_refused_for_time, False),
+        (_refused_for_the_circuit, True),
+        (_refused_for_the_fleet, True),
+    ],
+)
+def test_only_an_outage_in_the_shared_record_stops_the_other_backoffs(
+    mocked_responses, settings, arrange, stops_the_others
+):
+    """A retry refused for the budget or for time says nothing of the provider: the worker's other backoffs run on.
+    One refused for an outage found in the shared record stops them, so they read it too."""
+    settings.PROVIDER_MAX_RETRIES = 1
+    watch = OutageWatch()
+    waiting, outcome = failed_attempt_then_backoff(watch, 60)  # another call of this worker, in its backoff
+    breaker = breaker_for(MinimalClient.provider)
+    if stops_the_others:
+        breaker.attempt_failed()  # the observer's failed attempt, counted at its retry gate
+    options = arrange(settings, breaker)
+    mocked_responses.post(URL, status=502, body="bad gateway")
+    client = MinimalClient(
+        api_key=KEY, base_url=BASE_URL, timeout=5, retry_budget=RetryBudget(clock=FakeClock()), outage_watch=watch
+    )
+
+    with pytest.raises(ProviderUnavailableError) as failed:
+        client.identify(make_request(), **options)
+    waiting.join(timeout=10 if stops_the_others else 0.2)
+
+    assert failed.value.attempts == 1
+    assert waiting.is_alive() is not stops_the_others
+    watch.outage_seen()  # ends the observer's backoff either way
+    waiting.join(timeout=10)
+    assert outcome == [Backoff.REPORTED]
 
 
 def test_another_workers_success_ends_the_fleets_run_of_failed_attempts(retrying, mocked_responses, settings):
@@ -656,7 +755,7 @@ def test_a_probe_refused_by_a_circuit_that_opened_during_the_backoff_is_withdraw
     probing = threading.Thread(target=lambda: outcome.append(watch.backoff(0)))
     probing.start()
     probing.join(timeout=10)
-    assert outcome == [True]  # no probe left out: another thread's retry becomes the probe
+    assert outcome == [Backoff.GO]  # no probe left out: another thread's retry becomes the probe
 
 
 def test_no_retry_when_other_calls_confirmed_an_outage_during_the_backoff(mocked_responses, settings):
@@ -670,7 +769,7 @@ def test_no_retry_when_other_calls_confirmed_an_outage_during_the_backoff(mocked
         probed.append(True)
         for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER):
             watch.record_attempt(failed=True)
-        _probe_fails(watch)
+        probe_fails(watch)
 
     probed = []
 
@@ -704,157 +803,3 @@ def test_a_suspected_outage_sends_one_retry_as_its_probe(mocked_responses, setti
     mocked_responses.post(URL, json=OK_BODY)
 
     assert client.identify(make_request()).attempts == 2
-
-
-def _suspect(watch: OutageWatch, settings) -> None:
-    """Fail more first attempts in a row than ``PROVIDER_RETRY_OUTAGE_AFTER``, none still out."""
-    for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER + 1):
-        watch.start_attempt()
-        watch.record_attempt(failed=True)
-
-
-def _probe_fails(watch: OutageWatch) -> None:
-    """Send the probe of a suspected outage from another thread, and fail it."""
-
-    def probe() -> None:
-        assert watch.backoff(0) is True
-        watch.start_attempt()
-        watch.record_attempt(failed=True)
-
-    sending = threading.Thread(target=probe)
-    sending.start()
-    sending.join(timeout=10)
-
-
-def _backoff_in_thread(watch: OutageWatch, seconds: float, until: float | None = None):
-    outcome = []
-    waiting = threading.Thread(target=lambda: outcome.append(watch.backoff(seconds, until=until)))
-    waiting.start()
-    return waiting, outcome
-
-
-def test_while_the_probe_is_out_the_other_retries_wait_and_go_when_it_succeeds(settings):
-    watch = OutageWatch()
-    _suspect(watch, settings)
-    assert watch.backoff(0.01) is True  # the probe
-    watch.start_attempt()
-    waiting, outcome = _backoff_in_thread(watch, 0.01, until=time.monotonic() + 30)
-    waiting.join(timeout=0.3)
-    assert waiting.is_alive()  # waits for the probe beyond its own backoff
-
-    watch.record_attempt(failed=False)  # the probe answers
-    waiting.join(timeout=10)
-
-    assert outcome == [True]
-
-
-def test_a_failed_probe_confirms_the_outage_and_the_waiting_retries_give_up(settings):
-    watch = OutageWatch()
-    _suspect(watch, settings)
-    assert watch.backoff(0.01) is True
-    watch.start_attempt()
-    waiting, outcome = _backoff_in_thread(watch, 0.01, until=time.monotonic() + 30)
-
-    assert watch.record_attempt(failed=True) is True  # the probe failed: an outage, none out
-    waiting.join(timeout=10)
-
-    assert outcome == [False]
-    assert watch.backoff(0.01) is False  # later retries too, until an attempt succeeds
-    watch.record_attempt(failed=False)
-    assert watch.backoff(0.01) is True
-
-
-def test_a_retry_waiting_for_the_probe_gives_up_when_its_time_is_over(settings):
-    watch = OutageWatch()
-    _suspect(watch, settings)
-    assert watch.backoff(0.01) is True
-    waiting, outcome = _backoff_in_thread(watch, 0.01, until=time.monotonic() + 0.2)
-    waiting.join(timeout=10)
-    assert outcome == [False]
-
-
-def test_a_backoff_ends_as_soon_as_the_worker_sees_an_outage(settings):
-    """A call waiting to retry gives up the moment other attempts' failures make an outage (confirmed by a
-    failed retry), not when its wait is over, so its failure reaches the breaker without the backoff's delay."""
-    watch = OutageWatch()
-    waiting, outcome = _backoff_in_thread(watch, 60)
-    _suspect(watch, settings)
-    _probe_fails(watch)
-    waiting.join(timeout=10)
-
-    assert not waiting.is_alive()
-    assert outcome == [False]
-
-
-def test_an_outage_found_in_the_shared_record_ends_the_backoffs_in_progress():
-    """Another call of this worker reports an outage in the circuit's shared record: a backoff in progress ends at
-    once, True, so its caller reads the record now (and gives up on what it finds there)."""
-    watch = OutageWatch()
-    failed, outcome = threading.Event(), []
-
-    def attempt_then_back_off() -> None:
-        watch.start_attempt()
-        watch.record_attempt(failed=True)
-        failed.set()
-        outcome.append(watch.backoff(60))
-
-    waiting = threading.Thread(target=attempt_then_back_off)
-    waiting.start()
-    failed.wait(timeout=10)
-    watch.outage_seen()
-    waiting.join(timeout=10)
-
-    assert not waiting.is_alive()
-    assert outcome == [True]
-
-
-def test_an_outage_reported_before_an_attempt_was_sent_does_not_cut_its_backoff():
-    """Only a report made after the thread's latest attempt was sent is news for its retry."""
-    watch = OutageWatch()
-    watch.outage_seen()
-    watch.start_attempt()
-    watch.record_attempt(failed=True)
-    started = time.monotonic()
-
-    assert watch.backoff(0.05) is True
-    assert time.monotonic() - started >= 0.05
-
-
-def test_a_backoff_outlives_failures_in_a_row_while_an_attempt_is_still_out(settings):
-    """Failures in a row with another attempt still out may be a blip: the backoff runs its course, and when that
-    attempt succeeds meanwhile the retry goes."""
-    watch = OutageWatch()
-    watch.start_attempt()  # still out
-    outcome = []
-    waiting = threading.Thread(target=lambda: outcome.append(watch.backoff(0.5)))
-    _suspect(watch, settings)
-    _probe_fails(watch)
-    waiting.start()
-    watch.record_attempt(failed=False)  # the attempt that was out answers
-    waiting.join(timeout=10)
-
-    assert outcome == [True]
-
-
-def test_failures_in_a_row_are_an_outage_only_when_no_attempt_is_still_out(settings):
-    watch = OutageWatch()
-    _suspect(watch, settings)
-    assert watch.backoff(0) is True  # the probe
-    watch.start_attempt()
-    watch.start_attempt()  # and another attempt, still out
-    assert watch.record_attempt(failed=True) is False  # the probe failed, but the other may answer
-    assert watch.record_attempt(failed=True) is True  # it failed too: every attempt out failed
-
-
-def test_failed_first_attempts_alone_only_suspect_an_outage(settings):
-    watch = OutageWatch()
-    outcomes = [watch.record_attempt(failed=True) for _ in range(settings.PROVIDER_RETRY_OUTAGE_AFTER + 2)]
-    assert outcomes == [False] * len(outcomes)  # no retry has failed: not yet an outage
-    assert watch.backoff(0.01) is True  # the probe
-
-
-def test_a_backoff_among_successes_lets_the_retry_go():
-    watch = OutageWatch()
-    watch.record_attempt(failed=False)
-    watch.record_attempt(failed=True)
-    assert watch.backoff(0.01) is True
