@@ -4,7 +4,9 @@ import contextlib
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from contextvars import ContextVar
+from typing import TypeVar
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -14,11 +16,28 @@ REDACTED = "[redacted]"
 _SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 _request_id: ContextVar[str] = ContextVar("request_id", default=NO_REQUEST)
+T = TypeVar("T")
 
 
 def current_request_id() -> str:
     """The id of the request this code serves (provider threads included), ``-`` outside any request."""
     return _request_id.get()
+
+
+def with_request_id(function: Callable[..., T]) -> Callable[..., T]:
+    """``function``, to run on another thread under this request's id. It runs in that thread's own context, not in
+    a copy of this one: what Django keeps per thread there (its cache connections: a django-redis client and its
+    response-callback table each) is built once per thread and kept, not rebuilt for every task."""
+    request_id = _request_id.get()
+
+    def run(*args, **kwargs) -> T:
+        token = _request_id.set(request_id)
+        try:
+            return function(*args, **kwargs)
+        finally:
+            _request_id.reset(token)  # the thread's next task, or its idle lines, must not inherit it
+
+    return run
 
 
 def request_id_from(value: str | None) -> str:

@@ -8,9 +8,11 @@ import os
 import re
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from django.core.cache import caches
 from django.http import HttpResponse
 from django.test import Client, RequestFactory
 from django.urls import path, reverse
@@ -22,6 +24,7 @@ from apps.plant_identification.request_context import (
     RequestIdMiddleware,
     current_request_id,
     json_formatter,
+    with_request_id,
 )
 from apps.plant_identification.services.identify import plant_identify
 from tests.factories import PLANT_ID_URL, PLANTNET_URL, FakeClient, answering, failing, jpeg_bytes, make_request
@@ -106,6 +109,35 @@ def test_provider_thread_lines_carry_the_request_id_of_their_request(api_client,
     assert {r.request_id for r in written_by_providers} == {"req-1.a_b:c", "req-2"}
     assert all(r.request_id in {"req-1.a_b:c", "req-2"} for r in records.records)
     assert current_request_id() == NO_REQUEST  # the id ends with its request
+
+
+def test_a_task_on_another_thread_runs_under_the_request_id_and_keeps_that_threads_cache_connection():
+    """Each task on a pool thread used to run in a copy of its request's context, where Django's per-thread cache
+    connections start empty: every provider call built a new django-redis client. Now the thread keeps its own."""
+    seen = []
+
+    def task():
+        seen.append((current_request_id(), caches["default"]))
+
+    wrapped = []
+
+    def view(request):
+        wrapped.append(with_request_id(task))  # as the fan-out does for each provider call
+        return HttpResponse()
+
+    middleware = RequestIdMiddleware(view)
+    for request_id in ("req-a", "req-b"):
+        middleware(RequestFactory().get("/", headers={"X-Request-ID": request_id}))
+    first, second = wrapped
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(first).result()
+        pool.submit(second).result()
+        idle_id = pool.submit(current_request_id).result()
+
+    (first_id, first_cache), (second_id, second_cache) = seen
+    assert (first_id, second_id, idle_id) == ("req-a", "req-b", NO_REQUEST)
+    assert first_cache is second_cache
+    assert first_cache is not caches["default"]  # still one per thread, as Django keeps them
 
 
 @pytest.mark.parametrize("sent", ["a", "x" * 128, "0af3-77.Z_z:9"])

@@ -1,6 +1,5 @@
 """Calling every configured provider in parallel under one deadline, each outcome classified."""
 
-import contextvars
 import logging
 import math
 import threading
@@ -20,6 +19,7 @@ from apps.plant_identification.exceptions import (
 )
 from apps.plant_identification.metrics import provider_outcomes_record
 from apps.plant_identification.providers import Provider, provider_registry, provider_spec
+from apps.plant_identification.request_context import with_request_id
 from apps.plant_identification.services.bulkhead import BULKHEADS, total_capacity
 from apps.plant_identification.types import IdentifyRequest, ProviderOutcome, ProviderStatus
 
@@ -283,8 +283,8 @@ def providers_fan_out(
         bulkhead = BULKHEADS[provider]
         if bulkhead.try_acquire():
             try:
-                # In a copy of this request's context: the provider thread's log lines carry its request id.
-                provider_executor().submit(contextvars.copy_context().run, _bulkheaded_call, bulkhead, fan_out, client)
+                # The provider thread's log lines carry this request's id.
+                provider_executor().submit(with_request_id(_bulkheaded_call), bulkhead, fan_out, client)
             except RuntimeError:  # the pool is shutting down with the process
                 bulkhead.release()
                 raise

@@ -5,7 +5,6 @@ as lost (gunicorn's ``worker_exit`` hook), and an identification whose worker di
 when it is read after its deadline (or by ``manage.py identifications_settle``).
 """
 
-import contextvars
 import logging
 import threading
 import time
@@ -18,6 +17,7 @@ from django.utils import timezone
 from apps.plant_identification.metrics import late_answer_record
 from apps.plant_identification.models import Identification, ProviderResult
 from apps.plant_identification.providers import Provider
+from apps.plant_identification.request_context import with_request_id
 from apps.plant_identification.services.fan_out import FanOut, identify_deadline
 from apps.plant_identification.services.records import (
     ANSWERED,
@@ -67,7 +67,7 @@ def late_answers_track(fan_out: FanOut, identification_id) -> None:
 
 def late_answer_receive(fan_out: FanOut, outcome: ProviderOutcome) -> None:
     """``FanOut``'s late-answer hook (a provider thread): merge the outcome in the background."""
-    _merge_executor().submit(contextvars.copy_context().run, _late_answer_merge, fan_out, outcome)
+    _merge_executor().submit(with_request_id(_late_answer_merge), fan_out, outcome)
 
 
 def _late_answer_merge(fan_out: FanOut, outcome: ProviderOutcome) -> None:
