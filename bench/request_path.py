@@ -1,13 +1,16 @@
-"""The request path's own cost, in process: a cache hit and a both-circuits-open 503, for this checkout and,
-side by side in the same run, another one (e.g. the commit before a change).
+"""The request path's own cost, in process: a cache hit, a both-circuits-open 503 and the CPU of a cache miss, for
+this checkout and, side by side in the same run, another one (e.g. the commit before a change).
 
 Run (PostgreSQL and Redis given; each checkout needs its own .venv and gets its own database):
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/plantid_path REDIS_URL=redis://127.0.0.1:6379/13 \\
         .venv/bin/python bench/request_path.py [--against /path/to/other/checkout]
 The providers are faked at the HTTP layer (``responses``, the recorded bodies in tests/fixtures/) for the one
 call that fills the answer cache; every timed request is answered from the cache, or turned away by both
-circuits, so the figures are the service's own work: parsing, the image, Redis, the database, serializing.
-Prints the median of 300 requests per path and round, three rounds, checkouts interleaved, and the ratios.
+circuits, so the figures are the service's own work: parsing, the image, Redis, the database, serializing. The
+cache misses (300 distinct photos, both providers faked) give the CPU time of the whole process per request,
+provider threads included, rather than a median of wall times.
+Prints the median of 300 requests per path and round, three rounds, checkouts interleaved (each round starting
+with the other checkout), and the ratios.
 """
 
 import argparse
@@ -54,12 +57,17 @@ def measure() -> dict[str, float]:
 
     call_command("migrate", verbosity=0)
     fixtures = Path(os.getcwd()) / "tests" / "fixtures"
-    buffer = io.BytesIO()
-    Image.new("RGB", (320, 240), (40, 120, 40)).save(buffer, "JPEG")
-    photo, client = buffer.getvalue(), Client()
+    client = Client()
 
-    def identify():
-        upload = io.BytesIO(photo)
+    def jpeg(colour: tuple[int, int, int]) -> bytes:
+        buffer = io.BytesIO()
+        Image.new("RGB", (320, 240), colour).save(buffer, "JPEG")
+        return buffer.getvalue()
+
+    photo = jpeg((40, 120, 40))
+
+    def identify(data: bytes = photo):
+        upload = io.BytesIO(data)
         upload.name = "leaf.jpg"
         return client.post("/api/v1/plant-identification/identify/", {"images": [upload]})
 
@@ -79,7 +87,12 @@ def measure() -> dict[str, float]:
         ):
             fake.post(url, json=json.loads((fixtures / name).read_text()), status=status)
         assert identify().status_code == 200
-    figures = {"cache hit": median_ms(200)}
+        misses = [jpeg((index % 200, index // 200, 90)) for index in range(REQUESTS)]
+        started = time.process_time()
+        for data in misses:
+            assert identify(data).status_code == 200
+        miss_cpu_ms = (time.process_time() - started) * 1000 / REQUESTS
+    figures = {"cache hit": median_ms(200), "cache miss, CPU per request": miss_cpu_ms}
     try:
         from apps.plant_identification.circuits.breaker import BREAKERS
     except ImportError:  # a checkout from before the circuits package
@@ -103,8 +116,8 @@ def main() -> None:
         return
     checkouts = [ROOT] + ([args.against.resolve()] if args.against else [])
     results: dict[Path, list[dict]] = {checkout: [] for checkout in checkouts}
-    for _ in range(3):
-        for checkout in checkouts:
+    for round_number in range(3):
+        for checkout in checkouts if round_number % 2 == 0 else checkouts[::-1]:
             env = {**os.environ}
             if len(checkouts) > 1 and env.get("DATABASE_URL", "").startswith("postgres"):
                 env["DATABASE_URL"] += "_other" if checkout != ROOT else ""
@@ -120,7 +133,8 @@ def main() -> None:
     for checkout, rounds in results.items():
         print(f"{checkout}:")
         for path in rounds[0]:
-            print(f"  {path}: " + ", ".join(f"{r[path]:.1f}" for r in rounds) + " ms (median of 300, per round)")
+            kind = "mean" if "CPU" in path else "median"
+            print(f"  {path}: " + ", ".join(f"{r[path]:.1f}" for r in rounds) + f" ms ({kind} of 300, per round)")
     if args.against:
         for path in results[ROOT][0]:
             ours = statistics.median(r[path] for r in results[ROOT])
