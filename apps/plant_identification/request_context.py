@@ -1,12 +1,13 @@
 """The request id: its context variable, the middleware that sets and returns it, the log filter and formatter."""
 
 import contextlib
+import functools
 import logging
 import re
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -16,6 +17,7 @@ REDACTED = "[redacted]"
 _SANE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 _request_id: ContextVar[str] = ContextVar("request_id", default=NO_REQUEST)
+P = ParamSpec("P")
 T = TypeVar("T")
 
 
@@ -24,13 +26,16 @@ def current_request_id() -> str:
     return _request_id.get()
 
 
-def with_request_id(function: Callable[..., T]) -> Callable[..., T]:
+def with_request_id(function: Callable[P, T]) -> Callable[P, T]:
     """``function``, to run on another thread under this request's id. It runs in that thread's own context, not in
     a copy of this one: what Django keeps per thread there (its cache connections: a django-redis client and its
-    response-callback table each) is built once per thread and kept, not rebuilt for every task."""
+    response-callback table each) is built once per thread and kept, not rebuilt for every task. So a context
+    variable that a task sets and does not reset passes to that thread's next task: only the request id is set
+    here, and it is reset."""
     request_id = _request_id.get()
 
-    def run(*args, **kwargs) -> T:
+    @functools.wraps(function)
+    def run(*args: P.args, **kwargs: P.kwargs) -> T:
         token = _request_id.set(request_id)
         try:
             return function(*args, **kwargs)

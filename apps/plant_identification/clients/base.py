@@ -245,16 +245,20 @@ class BaseProviderClient:
 
     def _back_off(self, exc: ProviderError, wait: float, started: float, deadline: float | None) -> None:
         """Wait ``wait`` before the retry of ``exc``, which is raised if an outage is seen by then (the shared record
-        is read again whenever another call reports one there); a retry not sent after all gives its budget back
-        and is withdrawn (a probe it would have been)."""
+        is read again whenever another call reports one there) or the time left is gone; a retry not sent after all
+        gives its budget back and is withdrawn (a probe it would have been)."""
         until, latest = time.monotonic() + wait, self._latest_retry(started, deadline)
         try:
-            while (ended := self.outage_watch.backoff(until - time.monotonic(), until=latest)) is Backoff.REPORTED:
+            while (ended := self.outage_watch.backoff(max(0.0, until - time.monotonic()), latest)) is Backoff.REPORTED:
                 if outage := self._outage(local=False):
-                    self._refuse(outage, exc, "during the backoff")
+                    # Not reported again: every backoff in progress was stopped by the report that stopped this one.
+                    self._refuse(outage, exc, "during the backoff", report=False)
                     raise exc
             if outage := self._outage(local=ended is Backoff.OUTAGE):
                 self._refuse(outage, exc, "after the backoff")
+                raise exc
+            if time.monotonic() > latest:  # the record's reads after a report took the time the retry needed
+                self._refuse(REFUSED_NO_TIME, exc, "after the backoff")
                 raise exc
         except BaseException:
             self.retry_budget.refund()
@@ -312,13 +316,13 @@ class BaseProviderClient:
             return REFUSED_FLEET_OUTAGE
         return None
 
-    def _refuse(self, reason: str, exc: ProviderError, when: str = "") -> None:
-        """Log and count a retryable failure that is not retried; an outage in the shared record ends this worker's
-        other backoffs, which then read it too."""
+    def _refuse(self, reason: str, exc: ProviderError, when: str = "", *, report: bool = True) -> None:
+        """Log and count a retryable failure that is not retried; an outage found in the shared record is reported
+        (``report``) to this worker's other backoffs, which stop and read it too."""
         when = f" {when}" if when else ""
         logger.info("provider=%s no retry%s: %s (%s)", self.provider.value, when, reason, exc.message)
         retry_refused_record(self.provider.value, reason)
-        if reason in (REFUSED_CIRCUIT_OUTAGE, REFUSED_FLEET_OUTAGE):
+        if report and reason in (REFUSED_CIRCUIT_OUTAGE, REFUSED_FLEET_OUTAGE):
             self.outage_watch.outage_seen()
 
     @property

@@ -37,7 +37,8 @@ class OutageWatch:
         self._failed_in_a_row = 0
         self._confirmed = False  # the probe of a suspected outage failed (until an attempt succeeds)
         self._probe: object | None = None  # the token of the retry out to test a suspected outage
-        self._thread = threading.local()  # .probe: this thread's probe token; .reports: the count its record read saw
+        # .probe: this thread's probe token; .reports: the report count when its latest attempt or backoff ended
+        self._thread = threading.local()
         self._out = 0  # attempts sent and not ended
         self._reports = 0  # how many times a call of this worker found an outage in the shared record
         self._waiting = 0  # threads in a backoff
@@ -81,7 +82,7 @@ class OutageWatch:
 
     @property
     def waiting(self) -> int:
-        """How many threads of this worker are in a backoff now."""
+        """How many threads of this worker are in a backoff now (for tests and diagnostics)."""
         with self._lock:
             return self._waiting
 
@@ -126,7 +127,8 @@ class OutageWatch:
         gives up; the wait ends early, ``OUTAGE``, once one is confirmed with no attempt of this worker still out,
         so calls that failed together give up together. Either wait stops early, ``REPORTED``, when another call
         of this worker has reported an outage in the shared record (``outage_seen``) since this thread's latest
-        attempt ended: the caller reads the record, and backs off the rest of ``seconds`` if it finds none there.
+        attempt ended or its previous backoff returned: the caller reads the record, and backs off the rest of
+        ``seconds`` if it finds none there.
         With an injected ``sleep`` nothing stops a wait nor waits for a probe: the retry gives up."""
         if self.sleep is not None:
             self.sleep(seconds)

@@ -493,6 +493,24 @@ def test_a_call_in_its_backoff_gives_up_as_soon_as_another_call_of_its_worker_fi
     assert "no retry during the backoff: fleet_outage" in caplog.text
 
 
+class ObservedWatch(OutageWatch):
+    """An outage watch that keeps how each of its backoffs ended and how many reports it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backoffs: list[Backoff] = []
+        self.reports = 0
+
+    def backoff(self, seconds: float, until: float | None = None) -> Backoff:
+        ended = super().backoff(seconds, until)
+        self.backoffs.append(ended)
+        return ended
+
+    def outage_seen(self) -> None:
+        self.reports += 1
+        super().outage_seen()
+
+
 def test_a_backoff_stopped_by_a_report_runs_its_course_when_the_record_is_clear_again(
     mocked_responses, settings, monkeypatch
 ):
@@ -502,12 +520,9 @@ def test_a_backoff_stopped_by_a_report_runs_its_course_when_the_record_is_clear_
     monkeypatch.setattr("apps.plant_identification.clients.base.backoff_seconds", lambda: 0.3)
     mocked_responses.post(URL, status=502, body="bad gateway")
     mocked_responses.post(URL, json=OK_BODY)
+    watch = ObservedWatch()
     client = MinimalClient(
-        api_key=KEY,
-        base_url=BASE_URL,
-        timeout=120,
-        retry_budget=RetryBudget(clock=FakeClock()),
-        outage_watch=OutageWatch(),
+        api_key=KEY, base_url=BASE_URL, timeout=120, retry_budget=RetryBudget(clock=FakeClock()), outage_watch=watch
     )
     answers = []
 
@@ -518,25 +533,29 @@ def test_a_backoff_stopped_by_a_report_runs_its_course_when_the_record_is_clear_
 
     calling = threading.Thread(target=call)
     calling.start()
-    wait_until_waiting(client.outage_watch)
-    client.outage_watch.outage_seen()
+    wait_until_waiting(watch)
+    watch.outage_seen()
     calling.join(timeout=10)
 
     answer, took = answers
     assert answer.attempts == 2
+    assert watch.backoffs == [Backoff.REPORTED, Backoff.GO]  # stopped, the record read, then the rest waited
     assert took >= 0.3
 
 
 def _refused_for_budget(settings, breaker) -> dict:
+    """No retry left in the worker's budget."""
     settings.PROVIDER_RETRY_BUDGET_FLOOR = settings.PROVIDER_RETRY_BUDGET_PERCENT = 0
     return {}
 
 
 def _refused_for_time(settings, breaker) -> dict:
+    """A request deadline already past."""
     return {"deadline": time.monotonic()}
 
 
 def _refused_for_the_circuit(settings, breaker) -> dict:
+    """The circuit, still closed, counting failed calls in a row (other workers')."""
     settings.PLANT_ID_CIRCUIT_FAIL_MAX = 10  # closed, but counting failed calls in a row
 
     def fail():
@@ -549,6 +568,7 @@ def _refused_for_the_circuit(settings, breaker) -> dict:
 
 
 def _refused_for_the_fleet(settings, breaker) -> dict:
+    """The fleet one failed attempt short of an outage: this call's failure makes it."""
     for _ in range(settings.PROVIDER_RETRY_FLEET_OUTAGE_AFTER - 2):  # the observer's attempt and this call's count
         breaker.attempt_failed()
     return {}
@@ -803,3 +823,72 @@ def test_a_suspected_outage_sends_one_retry_as_its_probe(mocked_responses, setti
     mocked_responses.post(URL, json=OK_BODY)
 
     assert client.identify(make_request()).attempts == 2
+
+
+def test_a_call_stopped_by_a_report_that_finds_the_outage_gives_up_without_reporting_it_again(
+    mocked_responses, settings, monkeypatch
+):
+    """Every backoff in progress was stopped by the report that stopped this one: reporting again would only stop
+    the calls that found the record clear and went back to waiting, for another read each."""
+    settings.PROVIDER_MAX_RETRIES = 1
+    monkeypatch.setattr("apps.plant_identification.clients.base.backoff_seconds", lambda: 30.0)
+    mocked_responses.post(URL, status=502, body="bad gateway")
+    watch = ObservedWatch()
+    client = MinimalClient(
+        api_key=KEY, base_url=BASE_URL, timeout=120, retry_budget=RetryBudget(clock=FakeClock()), outage_watch=watch
+    )
+    failed = []
+
+    def call() -> None:
+        with pytest.raises(ProviderUnavailableError) as refused:
+            client.identify(make_request())
+        failed.append(refused.value.attempts)
+
+    calling = threading.Thread(target=call)
+    calling.start()
+    wait_until_waiting(watch)
+    for _ in range(settings.PROVIDER_RETRY_FLEET_OUTAGE_AFTER):
+        client.breaker.attempt_failed()  # other workers' failed attempts: a fleet outage in the record
+    watch.outage_seen()  # another call of this worker found it
+    calling.join(timeout=10)
+
+    assert (failed, watch.backoffs, watch.reports) == ([1], [Backoff.REPORTED], 1)
+    assert len(mocked_responses.calls) == 1
+
+
+def test_no_retry_when_reading_the_record_after_a_report_took_the_time_left(
+    mocked_responses, settings, monkeypatch, caplog
+):
+    """The retry must still fit in the call's timeout: a slow read of the shared record after a report can use up
+    the room the gate saw before the backoff."""
+    settings.PROVIDER_MAX_RETRIES = 1
+    monkeypatch.setattr("apps.plant_identification.clients.base.backoff_seconds", lambda: 0.05)
+    mocked_responses.post(URL, status=502, body="bad gateway")
+    mocked_responses.post(URL, json=OK_BODY)
+    watch = ObservedWatch()
+    client = MinimalClient(
+        api_key=KEY, base_url=BASE_URL, timeout=1.5, retry_budget=RetryBudget(clock=FakeClock()), outage_watch=watch
+    )
+    record = client.breaker.record
+
+    def slow_record():
+        time.sleep(0.6)  # past the latest start: 1.5 s of timeout less 1 s of room
+        return record()
+
+    failed = []
+
+    def call() -> None:
+        with pytest.raises(ProviderUnavailableError) as refused:
+            client.identify(make_request())
+        failed.append(refused.value.attempts)
+
+    calling = threading.Thread(target=call)
+    calling.start()
+    wait_until_waiting(watch)
+    monkeypatch.setattr(client.breaker, "record", slow_record)
+    watch.outage_seen()
+    calling.join(timeout=10)
+
+    assert failed == [1]
+    assert len(mocked_responses.calls) == 1
+    assert "no retry after the backoff: no_time" in caplog.text

@@ -85,6 +85,8 @@ def test_a_report_stops_a_retry_waiting_for_the_probe(settings):
     assert watch.backoff(0) is Backoff.GO  # the probe, still out
     watch.start_attempt()
     waiting, outcome = failed_attempt_then_backoff(watch, 0, until=time.monotonic() + 60)
+    waiting.join(timeout=0.1)
+    assert waiting.is_alive()  # past its own backoff (0 s): waiting for the probe
 
     watch.outage_seen()
     waiting.join(timeout=10)
