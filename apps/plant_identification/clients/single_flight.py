@@ -12,7 +12,9 @@ import time
 import uuid
 from collections.abc import Callable
 
+from django.conf import settings
 from django.core.cache import cache
+from redis.exceptions import RedisError
 
 from apps.plant_identification.exceptions import (
     ProviderCircuitOpenError,
@@ -30,6 +32,8 @@ POLL_SECONDS = 0.05  # how often a waiter looks for the leader's answer
 FAILURE_TTL = 5  # seconds a leader's failure is told to the callers that waited for it
 LEASE_MARGIN = 2.0  # seconds past the provider timeout before a silent leader's lock lapses
 WAIT_WITHOUT_DEADLINE = 60.0
+RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
+_release_script = None  # registered on first use; it knows its SHA and reloads itself after a Redis restart
 
 
 def _lock_key(key: str) -> str:
@@ -77,10 +81,29 @@ def _lead(key: str, token: str, call: Callable[[], ProviderAnswer], *, locked: b
         cache.set(_failure_key(key), _failure_note(exc), FAILURE_TTL)
         raise
     finally:
-        # Only our own lock: one that lapsed and was taken by another leader is theirs. (get-then-delete can race
-        # only with a lock that lapsed, i.e. a call longer than its lease, which the timeout rules out.)
-        if locked and cache.get(_lock_key(key)) == token:
-            cache.delete(_lock_key(key))
+        if locked:
+            _release(key, token)
+
+
+def _release(key: str, token: str) -> None:
+    """Delete the lock if it is still ours (one that lapsed and was taken by another leader is theirs): on Redis one
+    compare-and-delete script, else a get-then-delete (which can race only with a lock that lapsed, i.e. a call
+    longer than its lease, which the timeout rules out). An unreachable Redis leaves the lock to lapse."""
+    global _release_script
+    lock = _lock_key(key)
+    if not settings.REDIS_URL:
+        if cache.get(lock) == token:
+            cache.delete(lock)
+        return
+    from django_redis import get_redis_connection
+
+    try:
+        client = get_redis_connection("default")
+        if _release_script is None:
+            _release_script = client.register_script(RELEASE_SCRIPT)
+        _release_script(keys=[cache.make_key(lock)], args=[cache.client.encode(token)], client=client)
+    except (RedisError, OSError) as exc:
+        logger.warning("[FLIGHT] could not release a lock (%s): it lapses with its lease", type(exc).__name__)
 
 
 def _wait_for_leader(

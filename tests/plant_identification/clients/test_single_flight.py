@@ -13,9 +13,11 @@ from pathlib import Path
 
 import pytest
 import responses
+from django.core.cache import cache
 from django.db import connection
 
 from apps.plant_identification.clients import PlantNetClient
+from apps.plant_identification.clients.single_flight import single_flight
 from apps.plant_identification.exceptions import ProviderUnavailableError
 from apps.plant_identification.models import Identification
 from apps.plant_identification.sandbox.server import sandbox_start
@@ -220,3 +222,38 @@ def test_ten_identical_identifications_at_once_call_each_provider_once_and_are_a
     )
     assert Identification.objects.count() == CALLERS
     assert len({json.dumps(i.suggestions, sort_keys=True) for i in Identification.objects.all()}) == 1
+
+
+class Waited(Exception):
+    """A caller began to wait for a leader."""
+
+
+def _wait_raises(_seconds: float) -> None:
+    raise Waited
+
+
+@pytest.mark.parametrize("on_redis", [True, False], ids=["compare-and-delete script", "get then delete"])
+def test_a_leader_releases_its_lock_so_the_next_identical_call_leads_at_once(settings, on_redis):
+    if not on_redis:
+        settings.REDIS_URL = ""  # the path of the in-process cache
+    options = {"provider": "plantnet", "lease": 5, "deadline": None, "fresh": lambda entry: None, "sleep": _wait_raises}
+
+    assert single_flight("plantid:test:release", lambda: "first", **options) == "first"
+    assert single_flight("plantid:test:release", lambda: "second", **options) == "second"  # it never waited
+
+
+@pytest.mark.parametrize("on_redis", [True, False], ids=["compare-and-delete script", "get then delete"])
+def test_a_leader_leaves_alone_a_lock_that_another_leader_took_after_its_own_lapsed(settings, on_redis):
+    if not on_redis:
+        settings.REDIS_URL = ""
+    options = {"provider": "plantnet", "lease": 5, "deadline": None, "fresh": lambda entry: None, "sleep": _wait_raises}
+
+    def call_outliving_its_lease() -> str:
+        cache.delete("plantid:test:lapsed:flight")  # its lock lapsed ...
+        assert cache.add("plantid:test:lapsed:flight", "another leader's token", timeout=60)  # ... and was taken
+        return "late"
+
+    assert single_flight("plantid:test:lapsed", call_outliving_its_lease, **options) == "late"
+    with pytest.raises(Waited):  # the other leader's lock is still there: an identical call waits for it
+        single_flight("plantid:test:lapsed", lambda: "never", **options)
+    cache.delete("plantid:test:lapsed:flight")
