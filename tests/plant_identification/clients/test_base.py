@@ -825,6 +825,22 @@ def test_a_suspected_outage_sends_one_retry_as_its_probe(mocked_responses, setti
     assert client.identify(make_request()).attempts == 2
 
 
+def _failing_call_in_its_backoff(client: MinimalClient) -> tuple[threading.Thread, list[int]]:
+    """Start a call that fails, on another thread; return once it is in its backoff, with the list that gets its
+    attempts when it gives up."""
+    failed = []
+
+    def call() -> None:
+        with pytest.raises(ProviderUnavailableError) as refused:
+            client.identify(make_request())
+        failed.append(refused.value.attempts)
+
+    calling = threading.Thread(target=call)
+    calling.start()
+    wait_until_waiting(client.outage_watch)
+    return calling, failed
+
+
 def test_a_call_stopped_by_a_report_that_finds_the_outage_gives_up_without_reporting_it_again(
     mocked_responses, settings, monkeypatch
 ):
@@ -837,16 +853,7 @@ def test_a_call_stopped_by_a_report_that_finds_the_outage_gives_up_without_repor
     client = MinimalClient(
         api_key=KEY, base_url=BASE_URL, timeout=120, retry_budget=RetryBudget(clock=FakeClock()), outage_watch=watch
     )
-    failed = []
-
-    def call() -> None:
-        with pytest.raises(ProviderUnavailableError) as refused:
-            client.identify(make_request())
-        failed.append(refused.value.attempts)
-
-    calling = threading.Thread(target=call)
-    calling.start()
-    wait_until_waiting(watch)
+    calling, failed = _failing_call_in_its_backoff(client)
     for _ in range(settings.PROVIDER_RETRY_FLEET_OUTAGE_AFTER):
         client.breaker.attempt_failed()  # other workers' failed attempts: a fleet outage in the record
     watch.outage_seen()  # another call of this worker found it
@@ -862,7 +869,9 @@ def test_no_retry_when_reading_the_record_after_a_report_took_the_time_left(
     """The retry must still fit in the call's timeout: a slow read of the shared record after a report can use up
     the room the gate saw before the backoff."""
     settings.PROVIDER_MAX_RETRIES = 1
-    monkeypatch.setattr("apps.plant_identification.clients.base.backoff_seconds", lambda: 0.05)
+    monkeypatch.setattr(
+        "apps.plant_identification.clients.base.backoff_seconds", lambda: 0.3
+    )  # within the gate's room (0.5 s), long enough to report in
     mocked_responses.post(URL, status=502, body="bad gateway")
     mocked_responses.post(URL, json=OK_BODY)
     watch = ObservedWatch()
@@ -875,16 +884,7 @@ def test_no_retry_when_reading_the_record_after_a_report_took_the_time_left(
         time.sleep(0.6)  # past the latest start: 1.5 s of timeout less 1 s of room
         return record()
 
-    failed = []
-
-    def call() -> None:
-        with pytest.raises(ProviderUnavailableError) as refused:
-            client.identify(make_request())
-        failed.append(refused.value.attempts)
-
-    calling = threading.Thread(target=call)
-    calling.start()
-    wait_until_waiting(watch)
+    calling, failed = _failing_call_in_its_backoff(client)
     monkeypatch.setattr(client.breaker, "record", slow_record)
     watch.outage_seen()
     calling.join(timeout=10)
