@@ -12,9 +12,8 @@ import time
 import uuid
 from collections.abc import Callable
 
-from django.conf import settings
-from django.core.cache import cache
-from redis.exceptions import RedisError
+from django.core.cache import cache, caches
+from django_redis.cache import RedisCache
 
 from apps.plant_identification.exceptions import (
     ProviderCircuitOpenError,
@@ -88,21 +87,19 @@ def _lead(key: str, token: str, call: Callable[[], ProviderAnswer], *, locked: b
 def _release(key: str, token: str) -> None:
     """Delete the lock if it is still ours (one that lapsed and was taken by another leader is theirs): on Redis one
     compare-and-delete script, else a get-then-delete (which can race only with a lock that lapsed, i.e. a call
-    longer than its lease, which the timeout rules out). An unreachable Redis leaves the lock to lapse."""
+    longer than its lease, which the timeout rules out). A failure leaves the lock to lapse with its lease."""
     global _release_script
-    lock = _lock_key(key)
-    if not settings.REDIS_URL:
-        if cache.get(lock) == token:
-            cache.delete(lock)
-        return
-    from django_redis import get_redis_connection
-
+    lock, backend = _lock_key(key), caches["default"]
     try:
-        client = get_redis_connection("default")
+        if not isinstance(backend, RedisCache):
+            if cache.get(lock) == token:
+                cache.delete(lock)
+            return
+        client = backend.client.get_client(write=True)
         if _release_script is None:
             _release_script = client.register_script(RELEASE_SCRIPT)
-        _release_script(keys=[cache.make_key(lock)], args=[cache.client.encode(token)], client=client)
-    except (RedisError, OSError) as exc:
+        _release_script(keys=[backend.make_key(lock)], args=[backend.client.encode(token)], client=client)
+    except Exception as exc:  # noqa: BLE001 - releasing runs in a ``finally``: it must not replace the answer
         logger.warning("[FLIGHT] could not release a lock (%s): it lapses with its lease", type(exc).__name__)
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import responses
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import connection
 
 from apps.plant_identification.clients import PlantNetClient
@@ -232,20 +232,23 @@ def _wait_raises(_seconds: float) -> None:
     raise Waited
 
 
-@pytest.mark.parametrize("on_redis", [True, False], ids=["compare-and-delete script", "get then delete"])
-def test_a_leader_releases_its_lock_so_the_next_identical_call_leads_at_once(settings, on_redis):
-    if not on_redis:
-        settings.REDIS_URL = ""  # the path of the in-process cache
+@pytest.fixture(params=["redis", "in-process"], ids=["compare-and-delete script", "get then delete"])
+def lock_cache(request, settings):
+    """The answer cache the locks live in: Redis (the script), or the in-process cache of a run without Redis."""
+    if request.param == "in-process":
+        settings.CACHES = {**settings.CACHES, "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    yield request.param
+    cache.delete("plantid:test:lapsed:flight")
+
+
+def test_a_leader_releases_its_lock_so_the_next_identical_call_leads_at_once(lock_cache):
     options = {"provider": "plantnet", "lease": 5, "deadline": None, "fresh": lambda entry: None, "sleep": _wait_raises}
 
     assert single_flight("plantid:test:release", lambda: "first", **options) == "first"
     assert single_flight("plantid:test:release", lambda: "second", **options) == "second"  # it never waited
 
 
-@pytest.mark.parametrize("on_redis", [True, False], ids=["compare-and-delete script", "get then delete"])
-def test_a_leader_leaves_alone_a_lock_that_another_leader_took_after_its_own_lapsed(settings, on_redis):
-    if not on_redis:
-        settings.REDIS_URL = ""
+def test_a_leader_leaves_alone_a_lock_that_another_leader_took_after_its_own_lapsed(lock_cache):
     options = {"provider": "plantnet", "lease": 5, "deadline": None, "fresh": lambda entry: None, "sleep": _wait_raises}
 
     def call_outliving_its_lease() -> str:
@@ -256,4 +259,24 @@ def test_a_leader_leaves_alone_a_lock_that_another_leader_took_after_its_own_lap
     assert single_flight("plantid:test:lapsed", call_outliving_its_lease, **options) == "late"
     with pytest.raises(Waited):  # the other leader's lock is still there: an identical call waits for it
         single_flight("plantid:test:lapsed", lambda: "never", **options)
-    cache.delete("plantid:test:lapsed:flight")
+
+
+def test_a_lock_that_cannot_be_released_never_costs_the_answer(caplog, monkeypatch):
+    """Redis gone between the call and the release: the answer is returned, and the lock lapses with its lease."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    options = {"provider": "plantnet", "lease": 5, "deadline": None, "fresh": lambda entry: None, "sleep": _wait_raises}
+    backend = caches["default"]
+
+    def unreachable(*args, **kwargs):
+        raise RedisConnectionError("Redis went away")
+
+    def call_then_lose_redis() -> str:
+        monkeypatch.setattr(backend.client, "get_client", unreachable)
+        return "answer"
+
+    answer = single_flight("plantid:test:unreleased", call_then_lose_redis, **options)
+    monkeypatch.undo()  # Redis back, for the test's own clean-up
+
+    assert answer == "answer"
+    assert "could not release a lock (ConnectionError)" in caplog.text
