@@ -8,20 +8,22 @@ works: the proxy buffers the whole body and forwards it with a length.
 from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
 from rest_framework.exceptions import APIException
 
-# Django reads a multipart body in chunks of its handlers' smallest chunk size (64 KiB by default), and every chunk
-# costs a turn of its pure-Python parser under the GIL plus a write; a 5 MB phone photo took 80 of them. 256 KiB
-# takes four times fewer for a few hundred KiB more per upload in flight.
-UPLOAD_CHUNK_BYTES = 256 * 1024
+# Django reads a multipart body in chunks of its handlers' smallest chunk size (64 KiB by default). Every chunk
+# costs a turn of its pure-Python parser and a write, and under gunicorn a read smaller than the 1 MiB that
+# gunicorn receives at once makes it copy the rest of what it received again on every read. Reading a 5 MB photo
+# cost the worker 26 ms of CPU in 64 KiB chunks, 17 ms in 256 KiB and 14 ms in 1 MiB (BENCHMARKS.md, "12 MP
+# photos"), for about 1 MiB more per upload in flight.
+UPLOAD_CHUNK_BYTES = 1024 * 1024
 
 
 class MemoryUploadHandler(MemoryFileUploadHandler):
-    """Uploads up to ``FILE_UPLOAD_MAX_MEMORY_SIZE`` kept in memory, read in 256 KiB chunks."""
+    """Uploads up to ``FILE_UPLOAD_MAX_MEMORY_SIZE`` kept in memory, read in 1 MiB chunks."""
 
     chunk_size = UPLOAD_CHUNK_BYTES
 
 
 class DiskUploadHandler(TemporaryFileUploadHandler):
-    """Larger uploads streamed to a temporary file as they arrive (never whole in memory), in 256 KiB chunks."""
+    """Larger uploads streamed to a temporary file as they arrive (never whole in memory), in 1 MiB chunks."""
 
     chunk_size = UPLOAD_CHUNK_BYTES
 

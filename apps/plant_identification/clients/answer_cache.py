@@ -50,11 +50,17 @@ def stale_answer(entry: CachedAnswer | None, spec: ProviderSpec, now: float) -> 
     return entry.served(now, stale=entry.age(now) >= spec.cache_ttl)
 
 
-def answer_store(key: str, answer: ProviderAnswer, spec: ProviderSpec, now: float) -> None:
-    """Keep ``answer`` as fresh for the TTL and as a fallback for the stale max age (whichever is longer)."""
+def answer_entry(answer: ProviderAnswer, spec: ProviderSpec, now: float) -> tuple[CachedAnswer, float] | None:
+    """What the cache keeps of ``answer`` and for how many seconds: fresh for the TTL, then a fallback for the stale
+    max age (whichever is longer); None when the provider's answers are not kept."""
     keep = max(spec.cache_ttl, spec.stale_max_age)
-    if keep > 0:
-        cache.set(key, CachedAnswer(dataclasses.replace(answer, attempts=1), now), keep)
+    return (CachedAnswer(dataclasses.replace(answer, attempts=1), now), keep) if keep > 0 else None
+
+
+def answer_store(key: str, answer: ProviderAnswer, spec: ProviderSpec, now: float) -> None:
+    """Keep ``answer`` under ``key`` as ``answer_entry`` says."""
+    if (entry := answer_entry(answer, spec, now)) is not None:
+        cache.set(key, *entry)
 
 
 def fresh_reader(spec: ProviderSpec, clock: Callable[[], float]) -> Callable[[object], ProviderAnswer | None]:

@@ -17,6 +17,7 @@ from apps.plant_identification.circuits.breaker import ProviderCircuitBreaker, b
 from apps.plant_identification.circuits.rules import CircuitRecord
 from apps.plant_identification.circuits.states import CircuitState
 from apps.plant_identification.clients.answer_cache import (
+    answer_entry,
     answer_read,
     answer_store,
     fresh_answer,
@@ -166,14 +167,17 @@ class BaseProviderClient:
         logger.info("[CACHE] provider=%s miss", self.provider.value)
         try:
             if not settings.PROVIDER_SINGLE_FLIGHT:
-                return self._call_and_cache(outbound, deadline, key)
+                answer = self._call(outbound, deadline)
+                answer_store(key, answer, spec, self.wall_clock())
+                return answer
             return single_flight(
                 key,
-                lambda: self._call_and_cache(outbound, deadline, key),
+                lambda: self._call(outbound, deadline),
                 provider=self.provider.value,
                 lease=self.timeout,  # retries included: none starts that could not end within the timeout
                 deadline=deadline,
                 fresh=fresh_reader(spec, self.wall_clock),
+                entry=lambda answer: answer_entry(answer, spec, self.wall_clock()),
             )
         except ProviderError as exc:
             exc.stale_answer = stale_answer(entry, spec, self.wall_clock())
@@ -186,7 +190,7 @@ class BaseProviderClient:
                 )
             raise
 
-    def _call_and_cache(self, outbound: OutboundRequest, deadline: float | None, key: str) -> ProviderAnswer:
+    def _call(self, outbound: OutboundRequest, deadline: float | None) -> ProviderAnswer:
         admitted = self.admit(outbound)
         try:
             answer = self._send_protected(outbound, deadline)
@@ -194,7 +198,6 @@ class BaseProviderClient:
             self.settle(outbound, admitted, exc)
             raise
         self.settle(outbound, admitted, None)
-        answer_store(key, answer, provider_spec(self.provider), self.wall_clock())
         return answer
 
     def cache_key(self, outbound: OutboundRequest) -> str:

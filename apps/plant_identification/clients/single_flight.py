@@ -1,10 +1,11 @@
 """Single-flight: identical provider calls in flight at once, on any worker or host, make one upstream request.
 
 The first caller for an answer-cache key takes a lock in the shared cache (``add``: Redis ``SET NX`` with a
-TTL, or the in-process cache without Redis) and calls the provider; the others wait for its answer to appear
-in the answer cache, bounded by their deadline. A leader that fails leaves a short failure note, so waiters
-fail alike instead of queueing behind one another on a failing provider; a leader that dies holds the lock
-only until its lease runs out, and the next waiter takes over.
+TTL, or the in-process cache without Redis) and calls the provider; it stores the answer and releases the lock
+in one round trip, and the others wait for the answer to appear in the answer cache, bounded by their deadline.
+A leader that fails leaves a short failure note, so waiters fail alike instead of queueing behind one another
+on a failing provider; a leader that dies holds the lock only until its lease runs out, and the next waiter
+takes over.
 """
 
 import logging
@@ -31,8 +32,15 @@ POLL_SECONDS = 0.05  # how often a waiter looks for the leader's answer
 FAILURE_TTL = 5  # seconds a leader's failure is told to the callers that waited for it
 LEASE_MARGIN = 2.0  # seconds past the provider timeout before a silent leader's lock lapses
 WAIT_WITHOUT_DEADLINE = 60.0
-RELEASE_SCRIPT = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"
-_release_script = None  # registered on first use; it knows its SHA and reloads itself after a Redis restart
+# KEYS: the lock, then the answer's key; ARGV: the leader's token, then (when there is an answer to keep) the
+# answer and its milliseconds to live. The lock is deleted only while it is still the leader's.
+FINISH_SCRIPT = """
+if #ARGV == 3 then redis.call('set', KEYS[2], ARGV[2], 'PX', ARGV[3]) end
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+_finish_script = None  # registered on first use; it knows its SHA and reloads itself after a Redis restart
+Entry = tuple[object, float] | None  # what the answer cache keeps of an answer, and for how many seconds
 
 
 def _lock_key(key: str) -> str:
@@ -51,56 +59,73 @@ def single_flight(
     lease: float,
     deadline: float | None,
     fresh: Callable[[object], ProviderAnswer | None],
+    entry: Callable[[ProviderAnswer], Entry],
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> ProviderAnswer:
     """``call()``'s answer, made once for every caller with this answer-cache ``key``: a waiter gets the
-    leader's answer from the cache (``cached=True``, no request of its own). ``call`` must put its answer in the
-    cache under ``key``; ``fresh`` turns what the cache holds there into the answer as served from it
-    (``cached=True``, no attempts), or None while it holds none (or only a stale one); ``lease`` is the longest
-    ``call`` can take."""
+    leader's answer from the cache (``cached=True``, no request of its own). The leader keeps under ``key`` what
+    ``entry`` makes of its answer (a value and its seconds to live, or None to keep nothing); ``fresh`` turns what
+    the cache holds there into the answer as served from it (``cached=True``, no attempts), or None while it
+    holds none (or only a stale one); ``lease`` is the longest ``call`` can take."""
     token = uuid.uuid4().hex
     give_up = deadline if deadline is not None else clock() + WAIT_WITHOUT_DEADLINE
     while True:
         taken = cache.add(_lock_key(key), token, timeout=lease + LEASE_MARGIN)
         if taken or taken is None:  # None: the shared cache is unreachable; call rather than wait on nothing
-            return _lead(key, token, call, locked=bool(taken))
+            return _lead(key, token, call, entry, locked=bool(taken))
         answer = _wait_for_leader(key, provider, fresh, give_up, clock, sleep)
         if answer is not None:
             return answer
         logger.info("[FLIGHT] provider=%s the leader left no answer: taking over", provider)
 
 
-def _lead(key: str, token: str, call: Callable[[], ProviderAnswer], *, locked: bool) -> ProviderAnswer:
+def _lead(
+    key: str, token: str, call: Callable[[], ProviderAnswer], entry: Callable[[ProviderAnswer], Entry], *, locked: bool
+) -> ProviderAnswer:
     try:
-        return call()
+        answer = call()
     except ProviderCircuitOpenError:
-        raise  # cost nothing: each waiter asks the breaker itself
+        _finish(key, token, None, locked=locked)  # cost nothing: each waiter asks the breaker itself
+        raise
     except ProviderError as exc:
         cache.set(_failure_key(key), _failure_note(exc), FAILURE_TTL)
+        _finish(key, token, None, locked=locked)
         raise
-    finally:
-        if locked:
-            _release(key, token)
+    except BaseException:
+        _finish(key, token, None, locked=locked)
+        raise
+    _finish(key, token, entry(answer), locked=locked)
+    return answer
 
 
-def _release(key: str, token: str) -> None:
-    """Delete the lock if it is still ours (one that lapsed and was taken by another leader is theirs): on Redis one
-    compare-and-delete script, else a get-then-delete (which can race only with a lock that lapsed, i.e. a call
-    longer than its lease, which the timeout rules out). A failure leaves the lock to lapse with its lease."""
-    global _release_script
+def _finish(key: str, token: str, kept: Entry, *, locked: bool) -> None:
+    """Store the leader's answer (``kept``: a value and its seconds to live, or None) and delete its lock if it is
+    still the leader's (one that lapsed and was taken by another leader is theirs). On Redis: one script, one round
+    trip. Else a set and a get-then-delete, which can race only with a lock that lapsed, i.e. a call longer than its
+    lease, which the timeout rules out. A failure (Redis gone) keeps nothing and leaves the lock to lapse with its
+    lease: it never costs the answer in hand."""
+    global _finish_script
     lock, backend = _lock_key(key), caches["default"]
     try:
-        if not isinstance(backend, RedisCache):
-            if cache.get(lock) == token:
+        if not locked or not isinstance(backend, RedisCache):
+            if kept is not None:
+                cache.set(key, *kept)
+            if locked and cache.get(lock) == token:
                 cache.delete(lock)
             return
         client = backend.client.get_client(write=True)
-        if _release_script is None:
-            _release_script = client.register_script(RELEASE_SCRIPT)
-        _release_script(keys=[backend.make_key(lock)], args=[backend.client.encode(token)], client=client)
-    except Exception as exc:  # noqa: BLE001 - releasing runs in a ``finally``: it must not replace the answer
-        logger.warning("[FLIGHT] could not release a lock (%s): it lapses with its lease", type(exc).__name__)
+        if _finish_script is None:
+            _finish_script = client.register_script(FINISH_SCRIPT)
+        args = [backend.client.encode(token)]
+        if kept is not None:
+            args += [backend.client.encode(kept[0]), max(1, int(kept[1] * 1000))]
+        _finish_script(keys=[backend.make_key(lock), backend.make_key(key)], args=args, client=client)
+    except Exception as exc:  # noqa: BLE001 - it runs after the call: it must not replace the answer or its error
+        logger.warning(
+            "[FLIGHT] could not store the answer or release a lock (%s): the lock lapses with its lease",
+            type(exc).__name__,
+        )
 
 
 def _wait_for_leader(

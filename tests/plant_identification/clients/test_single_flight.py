@@ -238,18 +238,42 @@ def lock_cache(request, settings):
     if request.param == "in-process":
         settings.CACHES = {**settings.CACHES, "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     yield request.param
-    cache.delete("plantid:test:lapsed:flight")
+    cache.delete_many(
+        [f"plantid:test:{name}{part}" for name in ("lapsed", "release", "unkept") for part in ("", ":flight")]
+    )
+
+
+def flight_options(**changes) -> dict:
+    """``single_flight``'s options for a test call: no deadline, a wait raises ``Waited``, the answer kept a minute."""
+    return {
+        "provider": "plantnet",
+        "lease": 5,
+        "deadline": None,
+        "fresh": lambda entry: None,
+        "sleep": _wait_raises,
+        "entry": lambda answer: (f"kept {answer}", 60),
+        **changes,
+    }
 
 
 def test_a_leader_releases_its_lock_so_the_next_identical_call_leads_at_once(lock_cache):
-    options = {"provider": "plantnet", "lease": 5, "deadline": None, "fresh": lambda entry: None, "sleep": _wait_raises}
+    options = flight_options()
 
     assert single_flight("plantid:test:release", lambda: "first", **options) == "first"
     assert single_flight("plantid:test:release", lambda: "second", **options) == "second"  # it never waited
+    assert cache.get("plantid:test:release") == "kept second"  # stored with the release, for the next callers
+
+
+def test_a_leader_that_keeps_nothing_stores_nothing(lock_cache):
+    options = flight_options(entry=lambda answer: None)
+
+    assert single_flight("plantid:test:unkept", lambda: "answer", **options) == "answer"
+    assert cache.get("plantid:test:unkept") is None
+    assert single_flight("plantid:test:unkept", lambda: "again", **options) == "again"
 
 
 def test_a_leader_leaves_alone_a_lock_that_another_leader_took_after_its_own_lapsed(lock_cache):
-    options = {"provider": "plantnet", "lease": 5, "deadline": None, "fresh": lambda entry: None, "sleep": _wait_raises}
+    options = flight_options()
 
     def call_outliving_its_lease() -> str:
         cache.delete("plantid:test:lapsed:flight")  # its lock lapsed ...
@@ -257,6 +281,7 @@ def test_a_leader_leaves_alone_a_lock_that_another_leader_took_after_its_own_lap
         return "late"
 
     assert single_flight("plantid:test:lapsed", call_outliving_its_lease, **options) == "late"
+    assert cache.get("plantid:test:lapsed") == "kept late"  # its answer is kept all the same
     with pytest.raises(Waited):  # the other leader's lock is still there: an identical call waits for it
         single_flight("plantid:test:lapsed", lambda: "never", **options)
 
@@ -265,7 +290,7 @@ def test_a_lock_that_cannot_be_released_never_costs_the_answer(caplog, monkeypat
     """Redis gone between the call and the release: the answer is returned, and the lock lapses with its lease."""
     from redis.exceptions import ConnectionError as RedisConnectionError
 
-    options = {"provider": "plantnet", "lease": 5, "deadline": None, "fresh": lambda entry: None, "sleep": _wait_raises}
+    options = flight_options()
     backend = caches["default"]
 
     def unreachable(*args, **kwargs):
@@ -279,4 +304,4 @@ def test_a_lock_that_cannot_be_released_never_costs_the_answer(caplog, monkeypat
     monkeypatch.undo()  # Redis back, for the test's own clean-up
 
     assert answer == "answer"
-    assert "could not release a lock (ConnectionError)" in caplog.text
+    assert "could not store the answer or release a lock (ConnectionError)" in caplog.text
