@@ -25,6 +25,7 @@ from apps.plant_identification.clients.answer_cache import (
     stale_answer,
 )
 from apps.plant_identification.clients.outages import OUTAGE_WATCHES, Backoff, OutageWatch
+from apps.plant_identification.clients.payloads import json_body, key_text
 from apps.plant_identification.clients.retries import (
     MIN_ROOM,
     RETRY_BUDGETS,
@@ -207,7 +208,7 @@ class BaseProviderClient:
             digest.update(part.encode() + b"\0")
         params = {name: value for name, value in outbound.params.items() if name not in self.secret_params}
         fields = {"params": params, "json": outbound.json, "data": outbound.data}
-        digest.update(json.dumps(fields, sort_keys=True, default=str).encode())
+        digest.update(json.dumps(fields, sort_keys=True, default=key_text).encode())  # photos by their digest
         for name, (filename, content, content_type) in outbound.files or ():
             digest.update(f"\0{name}:{filename}:{content_type}:".encode())
             digest.update(hashlib.sha256(content).digest())
@@ -335,14 +336,18 @@ class BaseProviderClient:
 
     def _send(self, outbound: OutboundRequest) -> requests.Response:
         started = time.monotonic()
+        headers, data = outbound.headers, outbound.data
         try:
+            if outbound.json is not None:  # as requests' json= would send it, the photos' base64 spliced in
+                data = json_body(outbound.json)
+                if not any(name.lower() == "content-type" for name in headers):
+                    headers = {**headers, "Content-Type": "application/json"}
             response = self.session.request(
                 outbound.method,
                 f"{self.base_url}{outbound.path}",
                 params=outbound.params,
-                headers=outbound.headers,
-                json=outbound.json,
-                data=outbound.data,
+                headers=headers,
+                data=data,
                 files=outbound.files,
                 timeout=(min(CONNECT_TIMEOUT, self.timeout), self.timeout),
             )

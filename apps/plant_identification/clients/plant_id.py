@@ -1,6 +1,5 @@
 """Plant.id v3 specifics: Api-Key auth, base64 JSON payload with health in the same call, parsing, credits."""
 
-import base64
 import dataclasses
 import logging
 import math
@@ -11,6 +10,7 @@ import requests
 from django.conf import settings
 
 from apps.plant_identification.clients.base import BaseProviderClient, OutboundRequest
+from apps.plant_identification.clients.payloads import Base64Data
 from apps.plant_identification.exceptions import ProviderResponseError, ProviderTimeoutError
 from apps.plant_identification.metrics import credits_spent_record
 from apps.plant_identification.periods import seconds_until_period_end
@@ -92,7 +92,7 @@ class PlantIdClient(BaseProviderClient):
 
     def build_request(self, request: IdentifyRequest) -> OutboundRequest:
         body: dict[str, Any] = {
-            "images": [base64.b64encode(image.data_for(self.provider)).decode("ascii") for image in request.images],
+            "images": [Base64Data(image.data_for(self.provider)) for image in request.images],
             "similar_images": True,
         }
         if request.include_diseases:

@@ -35,6 +35,7 @@ def test_request_uses_api_key_header_base64_json_and_details_in_query(client, pl
     assert sent.headers["Api-Key"] == settings.PLANT_ID_API_KEY
     assert sent.url.startswith(PLANT_ID_URL + "?")
     assert "details=common_names%2Curl%2Cdescription" in sent.url
+    assert sent.headers["Content-Type"] == "application/json"
     body = json.loads(sent.body)
     assert body["images"] == [base64.b64encode(request.images[0].data_for(Provider.PLANT_ID)).decode()]
     assert body["health"] == "all"
@@ -216,3 +217,15 @@ def test_a_credit_limit_is_back_when_its_period_ends(client, mocked_responses, b
     with pytest.raises(ProviderRateLimitedError) as caught:
         client.identify(make_request())
     assert caught.value.retry_after == pytest.approx(seconds_until_period_end(period), abs=5)
+
+
+def test_the_same_photo_comes_from_the_answer_cache_and_another_photo_does_not(client, plant_id_ok):
+    """The key names each photo by the digest of its bytes, not by the base64 text sent."""
+    first, again = client.identify(make_request()), client.identify(make_request())
+    other = client.identify(make_request(color=(120, 40, 40)))
+
+    assert (first.cached, again.cached, other.cached) == (False, True, False)
+    assert len(plant_id_ok.calls) == 2
+    assert client.cache_key(client.build_request(make_request())) != client.cache_key(
+        client.build_request(make_request(color=(120, 40, 40)))
+    )
