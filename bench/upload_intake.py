@@ -1,0 +1,254 @@
+"""12 MP uploads through gunicorn without the providers: what reading one costs, and what intake and image work allow.
+
+Run (no database or Redis needed; the photos are bench/photos.py's, made once under /tmp):
+    .venv/bin/python bench/upload_intake.py [--rounds 3] [--chunks 65536,262144,1048576] [--ladder-only]
+
+A gunicorn of 1 worker x 16 gthread threads serves this file as its WSGI app, one server per measurement, each
+round interleaved.
+1. The upload intake, per chunk size (8 clients post 32 photos of 4.5-5.5 MB three times over), the worker's CPU
+   per upload (utime + stime from /proc):
+   - ``parse``: Django's multipart parser with Django's two upload handlers at that chunk size (as
+     apps/plant_identification/uploads.py configures them: in memory up to 2 MiB, else streamed to a temporary
+     file), then the file read back once, as the decoder reads it;
+   - ``raw``: the body only read from ``wsgi.input`` in reads of that size and dropped (gunicorn's share).
+2. The ladder from the image-work bound to the service (bench/photos.py measures the last step): 96 photos from 16
+   clients through this checkout's upload handlers and ``image_load`` (decode slots, renditions), with no provider
+   call, database or DRF, answered at once (``image``) or after a 500 ms wait that costs no CPU (``image+wait``, the
+   shape of the providers' answer); photos/s as a share of the image-work bound (bench/photos.py's, in the same
+   round), and the worker's CPU per photo.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CHUNK = int(os.environ.get("UPLOAD_INTAKE_CHUNK", str(1024 * 1024)))
+MODE = os.environ.get("UPLOAD_INTAKE_MODE", "parse")  # parse, raw, image or image+wait
+READ_BACK = 64 * 1024  # Pillow's decoder reads its file in blocks of this size
+PROVIDER_WAIT = 0.5  # seconds, as bench/photos.py's providers answer
+
+
+# ---------------------------------------------------------------------------- the app gunicorn serves
+def _django():
+    import django
+    from django.conf import settings
+
+    settings.configure(
+        DEBUG=False,
+        ALLOWED_HOSTS=["*"],
+        FILE_UPLOAD_MAX_MEMORY_SIZE=2 * 1024 * 1024,  # as backend/settings.py
+        DATA_UPLOAD_MAX_MEMORY_SIZE=1024 * 1024,
+    )
+    django.setup()
+    from django.core.files.uploadhandler import MemoryFileUploadHandler, TemporaryFileUploadHandler
+
+    class MemoryHandler(MemoryFileUploadHandler):
+        chunk_size = CHUNK
+
+    class DiskHandler(TemporaryFileUploadHandler):
+        chunk_size = CHUNK
+
+    return MemoryHandler, DiskHandler
+
+
+def _checkout():
+    """This checkout's settings and ``image_load`` (its upload handlers come with the settings)."""
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
+    import django
+
+    django.setup()
+    from apps.plant_identification.images import image_load
+
+    return image_load
+
+
+def application(environ, start_response):
+    """Read the upload as the service does (``parse``), only drain the body (``raw``) or take the photo in as the
+    service does (``image``, ``image+wait``); answer its length or hash."""
+    if MODE.startswith("image"):
+        from django.core.handlers.wsgi import WSGIRequest
+
+        upload = WSGIRequest(environ).FILES["images"]
+        answer = IMAGE_LOAD(upload).sha256
+        upload.close()
+        if MODE == "image+wait":
+            time.sleep(PROVIDER_WAIT)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [answer.encode()]
+    if MODE == "raw":
+        stream, left, size = environ["wsgi.input"], int(environ["CONTENT_LENGTH"]), 0
+        while left > 0 and (data := stream.read(min(CHUNK, left))):
+            left -= len(data)
+            size += len(data)
+    else:
+        from django.core.handlers.wsgi import WSGIRequest
+
+        request = WSGIRequest(environ)
+        request.upload_handlers = [handler(request) for handler in HANDLERS]
+        upload, size = request.FILES["images"], 0
+        upload.seek(0)
+        while data := upload.read(READ_BACK):
+            size += len(data)
+        upload.close()
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(size).encode()]
+
+
+if __name__ != "__main__" and MODE == "parse":
+    HANDLERS = _django()
+if __name__ != "__main__" and MODE.startswith("image"):
+    IMAGE_LOAD = _checkout()
+
+
+# ---------------------------------------------------------------------------- the driver
+sys.path.insert(0, str(Path(__file__).parent))
+CHECKOUT_ENV = {  # what backend.settings needs to start with no provider ever called
+    "DJANGO_SECRET_KEY": "bench",
+    "DJANGO_DEBUG": "false",
+    "DJANGO_ALLOWED_HOSTS": "*",
+    "DJANGO_LOG_LEVEL": "WARNING",
+    "PLANT_ID_API_KEY": "bench-key",
+    "PLANTNET_API_KEY": "bench-key",
+}
+
+
+def _bodies(count: int) -> list[tuple[str, bytes]]:
+    from photos import corpus
+
+    bodies = []
+    for path in corpus(count):
+        boundary = uuid.uuid4().hex
+        head = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="photo.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        bodies.append((boundary, head + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()))
+    return bodies
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _Connections(threading.local):
+    """One keep-alive connection per client thread, to the server of the moment."""
+
+    port: int | None = None
+    connection: http.client.HTTPConnection | None = None
+
+    def post(self, port: int, item: tuple[str, bytes]) -> None:
+        if self.port != port:
+            self.port, self.connection = port, http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        boundary, body = item
+        self.connection.request("POST", "/", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        response = self.connection.getresponse()
+        answered = response.read()
+        assert response.status == 200, (response.status, answered[:200])
+
+
+def _measure(mode: str, chunk: int, bodies: list, clients: int, repeat: int) -> tuple[float, float]:
+    """Serve ``mode``; post ``bodies`` ``repeat`` times from ``clients`` after a warm-up: (uploads/s, the worker's
+    CPU milliseconds per upload)."""
+    from load import free_port
+
+    port = free_port()
+    env = {
+        **os.environ,
+        **CHECKOUT_ENV,
+        "UPLOAD_INTAKE_CHUNK": str(chunk),
+        "UPLOAD_INTAKE_MODE": mode,
+        "MALLOC_ARENA_MAX": "2",  # as the production image sets it (Dockerfile)
+    }
+    command = [str(Path(sys.executable).parent / "gunicorn"), "-w", "1", "-k", "gthread", "--threads", "16"]
+    server = subprocess.Popen(
+        [*command, "-b", f"127.0.0.1:{port}", "--chdir", str(Path(__file__).parent), "upload_intake:application"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    connections = _Connections()
+    try:
+        for _ in range(300):
+            workers = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+            try:
+                if workers:
+                    _Connections().post(port, bodies[0])
+                    break
+            except OSError:
+                pass
+            time.sleep(0.1)
+        worker = int(workers[0])
+        with ThreadPoolExecutor(clients) as pool:
+            list(pool.map(lambda item: connections.post(port, item), bodies[:clients]))
+            before, started = _cpu_seconds(worker), time.perf_counter()
+            list(pool.map(lambda item: connections.post(port, item), bodies * repeat))
+            wall = time.perf_counter() - started
+        done = len(bodies) * repeat
+        return done / wall, (_cpu_seconds(worker) - before) * 1000 / done
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def _bound(count: int) -> float:
+    """bench/photos.py's image-work bound (``image_normalise`` from memory, one thread per core), photos/s."""
+    out = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "photos.py"), "--bound", str(count)],
+        cwd=ROOT,
+        env={**os.environ, **CHECKOUT_ENV},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])["photos_per_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--chunks", default="65536,262144,1048576", help="chunk sizes in bytes, comma-separated")
+    parser.add_argument("--ladder-only", action="store_true", help="skip the chunk sizes")
+    args = parser.parse_args()
+    chunks = [] if args.ladder_only else [int(chunk) for chunk in args.chunks.split(",")]
+    intake, ladder = _bodies(32), _bodies(96)
+    print(f"uploads of {statistics.mean(len(b) for _, b in ladder) / 1e6:.1f} MB on average; rounds interleaved")
+    cpu: dict[tuple[str, int], list[float]] = {}
+    rates: dict[str, list[tuple[float, float]]] = {}
+    for _ in range(args.rounds):
+        for mode in ("parse", "raw"):
+            for chunk in chunks:
+                cpu.setdefault((mode, chunk), []).append(_measure(mode, chunk, intake, 8, 3)[1])
+        rates.setdefault("bound", []).append((_bound(len(ladder)), 0.0))
+        for mode in ("image", "image+wait"):
+            rates.setdefault(mode, []).append(_measure(mode, CHUNK, ladder, 16, 1))
+    for (mode, chunk), figures in cpu.items():
+        print(
+            f"{mode:5} {chunk // 1024:5} KiB chunks: worker CPU per upload {statistics.median(figures):5.1f} ms "
+            f"(rounds {', '.join(f'{figure:.1f}' for figure in figures)})"
+        )
+    bound = statistics.median(rate for rate, _ in rates["bound"])
+    cores = len(os.sched_getaffinity(0))
+    print(f"image-work bound: {bound:.1f} photos/s ({cores * 1000 / bound:.0f} ms of the {cores} cores per photo)")
+    for mode in ("image", "image+wait"):
+        shares = [rate / limit for (rate, _), (limit, _) in zip(rates[mode], rates["bound"], strict=True)]
+        print(
+            f"{mode:10} through gunicorn: {statistics.median(rate for rate, _ in rates[mode]):.1f} photos/s, "
+            f"{statistics.median(shares):.2f} of the bound (rounds {', '.join(f'{share:.2f}' for share in shares)}); "
+            f"worker CPU {statistics.median(ms for _, ms in rates[mode]):.0f} ms/photo"
+        )
+
+
+if __name__ == "__main__":
+    main()
