@@ -233,7 +233,10 @@ PHASES = (
         "  answer cache key (json.dumps + sha256)",
         ["clients/base.py:*.cache_key"],
     ),
-    ("  request body encode (JSON / multipart)", ["requests/models.py:PreparedRequest.prepare_body"]),
+    (
+        "  request body encode (JSON / multipart)",
+        ["requests/models.py:PreparedRequest.prepare_body", "clients/payloads.py:json_body"],
+    ),
     ("  HTTP send + receive", ["requests/adapters.py:HTTPAdapter.send"]),
     (
         "  answer parse (JSON + suggestions)",
@@ -241,7 +244,7 @@ PHASES = (
     ),
     (
         "  answer cache get/set (Redis)",
-        ["django_redis/cache.py:RedisCache.get", "django_redis/cache.py:RedisCache.set"],
+        ["django_redis/cache.py:RedisCache.get", "django_redis/cache.py:RedisCache.set", "single_flight.py:_finish"],
     ),
     ("  single flight (Redis lock around the call)", ["clients/single_flight.py:single_flight"]),
     ("  requests: proxy settings read from os.environ", ["requests/sessions.py:*.merge_environment_settings"]),

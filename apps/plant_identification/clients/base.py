@@ -74,6 +74,10 @@ class OutboundRequest:
     data: Any = None
     files: Any = None
 
+    def __post_init__(self) -> None:
+        if self.json is not None and (self.data or self.files):  # requests would drop the JSON without a word
+            raise ValueError("a provider request has a JSON body or form data and files, not both")
+
 
 class BaseProviderClient:
     """Shared mechanics of every provider client; ``identify()`` is its one entry point.

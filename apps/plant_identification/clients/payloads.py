@@ -8,7 +8,6 @@ escaping, so the bytes go into the body as they come out of the encoder, and the
 import base64
 import hashlib
 import json
-import re
 import uuid
 from functools import cached_property
 from typing import Any
@@ -53,9 +52,10 @@ def json_body(payload: Any) -> bytes:
         text = json.dumps(payload, allow_nan=False, default=stand_in)
     except ValueError as exc:
         raise InvalidJSONError(exc) from exc
-    pieces = re.split(f'"{marker}(\\d+)"', text)
-    body = [pieces[0].encode()]
-    for index, literal in zip(pieces[1::2], pieces[2::2], strict=True):
+    first, *stand_ins = text.split(f'"{marker}')  # each one: '<index>"<the JSON text up to the next>'
+    body = [first.encode()]
+    for piece in stand_ins:
+        index, literal = piece.split('"', 1)
         body += [b'"', base64.b64encode(blobs[int(index)].data), b'"', literal.encode()]
     return b"".join(body)
 

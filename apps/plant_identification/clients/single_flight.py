@@ -83,20 +83,18 @@ def single_flight(
 def _lead(
     key: str, token: str, call: Callable[[], ProviderAnswer], entry: Callable[[ProviderAnswer], Entry], *, locked: bool
 ) -> ProviderAnswer:
+    kept: Entry = None
     try:
         answer = call()
+        kept = entry(answer)
+        return answer
     except ProviderCircuitOpenError:
-        _finish(key, token, None, locked=locked)  # cost nothing: each waiter asks the breaker itself
-        raise
+        raise  # cost nothing: each waiter asks the breaker itself
     except ProviderError as exc:
         cache.set(_failure_key(key), _failure_note(exc), FAILURE_TTL)
-        _finish(key, token, None, locked=locked)
         raise
-    except BaseException:
-        _finish(key, token, None, locked=locked)
-        raise
-    _finish(key, token, entry(answer), locked=locked)
-    return answer
+    finally:
+        _finish(key, token, kept, locked=locked)
 
 
 def _finish(key: str, token: str, kept: Entry, *, locked: bool) -> None:
@@ -109,23 +107,35 @@ def _finish(key: str, token: str, kept: Entry, *, locked: bool) -> None:
     lock, backend = _lock_key(key), caches["default"]
     try:
         if not locked or not isinstance(backend, RedisCache):
-            if kept is not None:
-                cache.set(key, *kept)
-            if locked and cache.get(lock) == token:
-                cache.delete(lock)
+            try:
+                if kept is not None:
+                    cache.set(key, *kept)
+            finally:
+                if locked and cache.get(lock) == token:
+                    cache.delete(lock)
             return
+        args = [backend.client.encode(token), *_encoded(backend, kept)]
         client = backend.client.get_client(write=True)
         if _finish_script is None:
             _finish_script = client.register_script(FINISH_SCRIPT)
-        args = [backend.client.encode(token)]
-        if kept is not None:
-            args += [backend.client.encode(kept[0]), max(1, int(kept[1] * 1000))]
         _finish_script(keys=[backend.make_key(lock), backend.make_key(key)], args=args, client=client)
     except Exception as exc:  # noqa: BLE001 - it runs after the call: it must not replace the answer or its error
         logger.warning(
             "[FLIGHT] could not store the answer or release a lock (%s): the lock lapses with its lease",
             type(exc).__name__,
         )
+
+
+def _encoded(backend: RedisCache, kept: Entry) -> list:
+    """The script's arguments for the answer to keep: its value as django-redis stores it and its milliseconds to
+    live; none when there is nothing to keep, or it cannot be encoded (logged: the lock is released all the same)."""
+    if kept is None:
+        return []
+    try:
+        return [backend.client.encode(kept[0]), max(1, int(kept[1] * 1000))]
+    except Exception as exc:  # noqa: BLE001 - an answer that cannot be cached is still the answer
+        logger.warning("[FLIGHT] could not encode the answer to keep (%s): not cached", type(exc).__name__)
+        return []
 
 
 def _wait_for_leader(

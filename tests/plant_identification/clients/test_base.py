@@ -1,5 +1,6 @@
 """The base client's mechanics, once, through a minimal provider: cache, sessions, errors, secrets, leases."""
 
+import base64
 import contextlib
 import itertools
 import json
@@ -12,6 +13,7 @@ import requests
 from apps.plant_identification.circuits.breaker import ProviderCircuitBreaker, breaker_for
 from apps.plant_identification.clients.base import DEFAULT_QUOTA_WAIT, BaseProviderClient, OutboundRequest
 from apps.plant_identification.clients.outages import Backoff, OutageWatch
+from apps.plant_identification.clients.payloads import Base64Data
 from apps.plant_identification.clients.retries import RetryBudget
 from apps.plant_identification.exceptions import (
     ProviderAuthError,
@@ -74,6 +76,32 @@ def test_the_same_request_is_answered_from_the_cache(client, mocked_responses):
     assert len(mocked_responses.calls) == 2  # the first photo once, the other photo once
     assert (first.cached, second.cached, other_photo.cached) == (False, True, False)
     assert second.suggestions == first.suggestions
+
+
+class JsonBodyClient(MinimalClient):
+    """A provider that sends its photos as base64 in a JSON body."""
+
+    def build_request(self, request):
+        photos = [Base64Data(image.data_for(self.provider)) for image in request.images]
+        return OutboundRequest("POST", "/identify", params={"key": self.api_key}, json={"images": photos})
+
+
+def test_a_json_body_is_sent_as_requests_json_would_send_it(mocked_responses):
+    mocked_responses.post(URL, json=OK_BODY)
+    request = make_request()
+    JsonBodyClient(api_key=KEY, base_url=BASE_URL, timeout=5).identify(request)
+
+    sent = mocked_responses.calls[0].request
+    photo = base64.b64encode(request.images[0].data_for(Provider.PLANT_ID)).decode()
+    assert sent.body == requests.Request("POST", URL, json={"images": [photo]}).prepare().body
+    assert sent.headers["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("body", [{"data": {"organs": "leaf"}}, {"files": [("extra", ("a.txt", b"x", "text/plain"))]}])
+def test_a_request_with_a_json_body_and_a_form_is_refused_when_built(body):
+    """requests would send the form and drop the JSON without a word: no provider request may ask for both."""
+    with pytest.raises(ValueError, match="not both"):
+        OutboundRequest("POST", "/identify", json={"images": []}, **body)
 
 
 def test_the_cache_key_ignores_secrets(mocked_responses):

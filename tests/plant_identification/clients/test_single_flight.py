@@ -262,6 +262,8 @@ def test_a_leader_releases_its_lock_so_the_next_identical_call_leads_at_once(loc
     assert single_flight("plantid:test:release", lambda: "first", **options) == "first"
     assert single_flight("plantid:test:release", lambda: "second", **options) == "second"  # it never waited
     assert cache.get("plantid:test:release") == "kept second"  # stored with the release, for the next callers
+    if lock_cache == "redis":  # kept for the entry's seconds, as cache.set would keep it
+        assert 58 <= cache.ttl("plantid:test:release") <= 60
 
 
 def test_a_leader_that_keeps_nothing_stores_nothing(lock_cache):
@@ -270,6 +272,24 @@ def test_a_leader_that_keeps_nothing_stores_nothing(lock_cache):
     assert single_flight("plantid:test:unkept", lambda: "answer", **options) == "answer"
     assert cache.get("plantid:test:unkept") is None
     assert single_flight("plantid:test:unkept", lambda: "again", **options) == "again"
+
+
+def test_a_leader_whose_answer_cannot_be_kept_still_releases_its_lock(lock_cache, caplog):
+    options = flight_options(entry=lambda answer: (lambda: answer, 60))  # a function: it cannot be pickled
+
+    assert single_flight("plantid:test:unkept", lambda: "answer", **options) == "answer"
+    assert cache.get("plantid:test:unkept") is None
+    assert single_flight("plantid:test:unkept", lambda: "again", **options) == "again"  # it never waited
+    assert "could not" in caplog.text
+
+
+def test_a_leader_whose_entry_fails_raises_its_error_and_releases_its_lock(lock_cache):
+    def entry_fails(answer):
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        single_flight("plantid:test:unkept", lambda: "answer", **flight_options(entry=entry_fails))
+    assert single_flight("plantid:test:unkept", lambda: "again", **flight_options()) == "again"  # it never waited
 
 
 def test_a_leader_leaves_alone_a_lock_that_another_leader_took_after_its_own_lapsed(lock_cache):
