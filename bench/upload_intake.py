@@ -12,10 +12,11 @@ round interleaved.
      file), then the file read back once, as the decoder reads it;
    - ``raw``: the body only read from ``wsgi.input`` in reads of that size and dropped (gunicorn's share).
 2. The ladder from the image-work bound to the service (bench/photos.py measures the last step): 96 photos from 16
-   clients through this checkout's upload handlers and ``image_load`` (decode slots, renditions), with no provider
-   call, database or DRF, answered at once (``image``) or after a 500 ms wait that costs no CPU (``image+wait``, the
-   shape of the providers' answer); photos/s as a share of the image-work bound (bench/photos.py's, in the same
-   round), and the worker's CPU per photo.
+   clients, each to a fresh worker after a warm-up of 16, through this checkout's upload handlers and
+   ``image_load`` (decode slots, renditions), with no provider call, database or DRF, answered at once
+   (``image``, at each chunk size) or after a 500 ms wait that costs no CPU (``image+wait``, the shape of the
+   providers' answer, at the checkout's chunk size); photos/s as a share of the image-work bound (bench/photos.py's,
+   in the same round), the worker's CPU per photo and its peak RSS growth (VmHWM, reset first, minus VmRSS).
 """
 
 import argparse
@@ -68,8 +69,11 @@ def _checkout():
     import django
 
     django.setup()
+    from apps.plant_identification import uploads
     from apps.plant_identification.images import image_load
 
+    if "UPLOAD_INTAKE_CHUNK" in os.environ:  # this bench's chunk size instead of the checkout's
+        uploads.MemoryUploadHandler.chunk_size = uploads.DiskUploadHandler.chunk_size = CHUNK
     return image_load
 
 
@@ -158,18 +162,19 @@ class _Connections(threading.local):
         assert response.status == 200, (response.status, answered[:200])
 
 
-def _measure(mode: str, chunk: int, bodies: list, clients: int, repeat: int) -> tuple[float, float]:
-    """Serve ``mode``; post ``bodies`` ``repeat`` times from ``clients`` after a warm-up: (uploads/s, the worker's
-    CPU milliseconds per upload)."""
+def _measure(mode: str, chunk: int | None, bodies: list, clients: int, repeat: int) -> tuple[float, float, float]:
+    """Serve ``mode`` (``chunk``: None for the checkout's own); post ``bodies`` ``repeat`` times from ``clients``
+    after a warm-up: (uploads/s, the worker's CPU milliseconds per upload, its peak RSS growth in MiB)."""
     from load import free_port
+    from photos import PeakRss
 
     port = free_port()
     env = {
         **os.environ,
         **CHECKOUT_ENV,
-        "UPLOAD_INTAKE_CHUNK": str(chunk),
         "UPLOAD_INTAKE_MODE": mode,
         "MALLOC_ARENA_MAX": "2",  # as the production image sets it (Dockerfile)
+        **({} if chunk is None else {"UPLOAD_INTAKE_CHUNK": str(chunk)}),
     }
     command = [str(Path(sys.executable).parent / "gunicorn"), "-w", "1", "-k", "gthread", "--threads", "16"]
     server = subprocess.Popen(
@@ -193,10 +198,11 @@ def _measure(mode: str, chunk: int, bodies: list, clients: int, repeat: int) -> 
         with ThreadPoolExecutor(clients) as pool:
             list(pool.map(lambda item: connections.post(port, item), bodies[:clients]))
             before, started = _cpu_seconds(worker), time.perf_counter()
-            list(pool.map(lambda item: connections.post(port, item), bodies * repeat))
+            with PeakRss(worker) as peak:
+                list(pool.map(lambda item: connections.post(port, item), bodies * repeat))
             wall = time.perf_counter() - started
         done = len(bodies) * repeat
-        return done / wall, (_cpu_seconds(worker) - before) * 1000 / done
+        return done / wall, (_cpu_seconds(worker) - before) * 1000 / done, peak.growth_mib
     finally:
         server.terminate()
         server.wait(30)
@@ -225,28 +231,30 @@ def main() -> None:
     intake, ladder = _bodies(32), _bodies(96)
     print(f"uploads of {statistics.mean(len(b) for _, b in ladder) / 1e6:.1f} MB on average; rounds interleaved")
     cpu: dict[tuple[str, int], list[float]] = {}
-    rates: dict[str, list[tuple[float, float]]] = {}
+    bounds: list[float] = []
+    ladder_runs: dict[tuple[str, int | None], list[tuple[float, float, float]]] = {}
     for _ in range(args.rounds):
         for mode in ("parse", "raw"):
             for chunk in chunks:
                 cpu.setdefault((mode, chunk), []).append(_measure(mode, chunk, intake, 8, 3)[1])
-        rates.setdefault("bound", []).append((_bound(len(ladder)), 0.0))
-        for mode in ("image", "image+wait"):
-            rates.setdefault(mode, []).append(_measure(mode, CHUNK, ladder, 16, 1))
+        bounds.append(_bound(len(ladder)))
+        for mode, chunk in [("image", size) for size in chunks or [None]] + [("image+wait", None)]:
+            ladder_runs.setdefault((mode, chunk), []).append(_measure(mode, chunk, ladder, 16, 1))
     for (mode, chunk), figures in cpu.items():
         print(
             f"{mode:5} {chunk // 1024:5} KiB chunks: worker CPU per upload {statistics.median(figures):5.1f} ms "
             f"(rounds {', '.join(f'{figure:.1f}' for figure in figures)})"
         )
-    bound = statistics.median(rate for rate, _ in rates["bound"])
-    cores = len(os.sched_getaffinity(0))
+    bound, cores = statistics.median(bounds), len(os.sched_getaffinity(0))
     print(f"image-work bound: {bound:.1f} photos/s ({cores * 1000 / bound:.0f} ms of the {cores} cores per photo)")
-    for mode in ("image", "image+wait"):
-        shares = [rate / limit for (rate, _), (limit, _) in zip(rates[mode], rates["bound"], strict=True)]
+    for (mode, chunk), runs in ladder_runs.items():
+        shares = [rate / limit for (rate, _, _), limit in zip(runs, bounds, strict=True)]
+        size = "the checkout's chunks" if chunk is None else f"{chunk // 1024} KiB chunks"
         print(
-            f"{mode:10} through gunicorn: {statistics.median(rate for rate, _ in rates[mode]):.1f} photos/s, "
+            f"{mode:10} ({size}) through gunicorn: {statistics.median(rate for rate, _, _ in runs):.1f} photos/s, "
             f"{statistics.median(shares):.2f} of the bound (rounds {', '.join(f'{share:.2f}' for share in shares)}); "
-            f"worker CPU {statistics.median(ms for _, ms in rates[mode]):.0f} ms/photo"
+            f"worker CPU {statistics.median(ms for _, ms, _ in runs):.0f} ms/photo; peak RSS growth "
+            f"{statistics.median(mib for _, _, mib in runs):.0f} MiB (rounds {', '.join(f'{m:.0f}' for *_, m in runs)})"
         )
 
 
