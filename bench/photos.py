@@ -171,33 +171,34 @@ def answer_cache_clear(stack: Stack) -> None:
 def twelve_mp(stack: Stack, server: Server, bodies: list[bytes], upstream_pid: int) -> dict:
     answer_cache_clear(stack)
     pids = {"worker_cpu": server.worker_pid, "upstream_cpu": upstream_pid, "client_cpu": os.getpid()}
-    cpu = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    cpu = {name: cpu_seconds(pid) for name, pid in pids.items()}
     with PeakRss(server.worker_pid) as memory:
         results, elapsed = run(server.client, bodies, CLIENTS)
     statuses = Counter(status for status, *_ in results)
     assert statuses == {200: len(bodies)}, (server.label, statuses, results[0][3][:300])
     figures = {"wall": elapsed, "photos_per_s": len(bodies) / elapsed, "rss_growth": memory.growth_mib}
     # CPU milliseconds per photo of each process on the machine: what the image-work bound does not count
-    return figures | {name: (_cpu_seconds(pid) - cpu[name]) * 1000 / len(bodies) for name, pid in pids.items()}
+    return figures | {name: (cpu_seconds(pid) - cpu[name]) * 1000 / len(bodies) for name, pid in pids.items()}
 
 
 def small(server: Server, counter) -> dict:
     """Share of the ideal throughput (16 clients, 500 ms each) and the worker's CPU ms per request."""
     bodies = [multipart(photo(next(counter))) for _ in range(SMALL_REQUESTS)]
-    cpu = _cpu_seconds(server.worker_pid)
+    cpu = cpu_seconds(server.worker_pid)
     results, elapsed = run(server.client, bodies, CLIENTS)
     ok = sum(1 for status, *_ in results if status == 200)
     return {
         "small": ok / elapsed / (CLIENTS / (PROVIDER_MS / 1000)),
-        "small_cpu": (_cpu_seconds(server.worker_pid) - cpu) * 1000 / len(bodies),
+        "small_cpu": (cpu_seconds(server.worker_pid) - cpu) * 1000 / len(bodies),
     }
 
 
-def image_bound(stack: Stack, checkout: Path, count: int) -> float:
+def image_bound(env: dict[str, str], checkout: Path, count: int) -> float:
+    """``bound()`` run in ``checkout`` with ``env``: photos/s of the image work alone on the first ``count`` photos."""
     out = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--bound", str(count)],
         cwd=checkout,
-        env=stack.env,
+        env=env,
         capture_output=True,
         text=True,
         check=True,
@@ -255,7 +256,8 @@ PHASES = (
 )
 
 
-def _cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> float:
+    """The CPU a process has spent so far (utime + stime from /proc), seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
@@ -276,7 +278,7 @@ def profile(stack: Stack, checkout: Path, bodies: list[bytes], rounds: int, name
     )
     run(server.client, [multipart(photo(10**8 + index)) for index in range(CLIENTS)], CLIENTS)
     twelve_mp(stack, server, bodies[:CLIENTS], upstream_pid)
-    pid, cpu_before = server.worker_pid, _cpu_seconds(server.worker_pid)
+    pid, cpu_before = server.worker_pid, cpu_seconds(server.worker_pid)
     spy = subprocess.Popen(
         [
             str(Path(sys.executable).parent / "py-spy"),
@@ -297,7 +299,7 @@ def profile(stack: Stack, checkout: Path, bodies: list[bytes], rounds: int, name
     )
     time.sleep(1)
     walls = [twelve_mp(stack, server, bodies, upstream_pid)["wall"] for _ in range(rounds)]
-    cpu = _cpu_seconds(pid) - cpu_before
+    cpu = cpu_seconds(pid) - cpu_before
     spy.send_signal(2)
     spy.wait(30)
     server.process.terminate()
@@ -415,7 +417,9 @@ def main() -> None:
         figures: dict[str, dict[str, list[float]]] = {}
         for round_index in range(args.rounds):
             for label, checkout in checkouts.items():
-                figures.setdefault(label, {}).setdefault("bound", []).append(image_bound(stack, checkout, len(bodies)))
+                figures.setdefault(label, {}).setdefault("bound", []).append(
+                    image_bound(stack.env, checkout, len(bodies))
+                )
             for server in services:
                 result = twelve_mp(stack, server, bodies, upstream_pid)
                 for name, value in result.items():

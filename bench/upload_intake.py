@@ -21,14 +21,12 @@ round interleaved.
 
 import argparse
 import http.client
-import json
 import os
 import statistics
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -127,23 +125,11 @@ CHECKOUT_ENV = {  # what backend.settings needs to start with no provider ever c
 }
 
 
-def _bodies(count: int) -> list[tuple[str, bytes]]:
+def _bodies(count: int) -> list[bytes]:
+    from load import multipart
     from photos import corpus
 
-    bodies = []
-    for path in corpus(count):
-        boundary = uuid.uuid4().hex
-        head = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="photo.jpg"\r\n'
-            "Content-Type: image/jpeg\r\n\r\n"
-        ).encode()
-        bodies.append((boundary, head + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode()))
-    return bodies
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return [multipart(path.read_bytes()) for path in corpus(count)]
 
 
 class _Connections(threading.local):
@@ -152,11 +138,12 @@ class _Connections(threading.local):
     port: int | None = None
     connection: http.client.HTTPConnection | None = None
 
-    def post(self, port: int, item: tuple[str, bytes]) -> None:
+    def post(self, port: int, body: bytes) -> None:
+        from load import BOUNDARY
+
         if self.port != port:
             self.port, self.connection = port, http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-        boundary, body = item
-        self.connection.request("POST", "/", body, {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+        self.connection.request("POST", "/", body, {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"})
         response = self.connection.getresponse()
         answered = response.read()
         assert response.status == 200, (response.status, answered[:200])
@@ -166,7 +153,7 @@ def _measure(mode: str, chunk: int | None, bodies: list, clients: int, repeat: i
     """Serve ``mode`` (``chunk``: None for the checkout's own); post ``bodies`` ``repeat`` times from ``clients``
     after a warm-up: (uploads/s, the worker's CPU milliseconds per upload, its peak RSS growth in MiB)."""
     from load import free_port
-    from photos import PeakRss
+    from photos import PeakRss, cpu_seconds
 
     port = free_port()
     env = {
@@ -197,12 +184,12 @@ def _measure(mode: str, chunk: int | None, bodies: list, clients: int, repeat: i
         worker = int(workers[0])
         with ThreadPoolExecutor(clients) as pool:
             list(pool.map(lambda item: connections.post(port, item), bodies[:clients]))
-            before, started = _cpu_seconds(worker), time.perf_counter()
+            before, started = cpu_seconds(worker), time.perf_counter()
             with PeakRss(worker) as peak:
                 list(pool.map(lambda item: connections.post(port, item), bodies * repeat))
             wall = time.perf_counter() - started
         done = len(bodies) * repeat
-        return done / wall, (_cpu_seconds(worker) - before) * 1000 / done, peak.growth_mib
+        return done / wall, (cpu_seconds(worker) - before) * 1000 / done, peak.growth_mib
     finally:
         server.terminate()
         server.wait(30)
@@ -210,15 +197,9 @@ def _measure(mode: str, chunk: int | None, bodies: list, clients: int, repeat: i
 
 def _bound(count: int) -> float:
     """bench/photos.py's image-work bound (``image_normalise`` from memory, one thread per core), photos/s."""
-    out = subprocess.run(
-        [sys.executable, str(Path(__file__).parent / "photos.py"), "--bound", str(count)],
-        cwd=ROOT,
-        env={**os.environ, **CHECKOUT_ENV},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])["photos_per_s"]
+    from photos import image_bound
+
+    return image_bound({**os.environ, **CHECKOUT_ENV}, ROOT, count)
 
 
 def main() -> None:
@@ -229,7 +210,7 @@ def main() -> None:
     args = parser.parse_args()
     chunks = [] if args.ladder_only else [int(chunk) for chunk in args.chunks.split(",")]
     intake, ladder = _bodies(32), _bodies(96)
-    print(f"uploads of {statistics.mean(len(b) for _, b in ladder) / 1e6:.1f} MB on average; rounds interleaved")
+    print(f"uploads of {statistics.mean(len(body) for body in ladder) / 1e6:.1f} MB on average; rounds interleaved")
     cpu: dict[tuple[str, int], list[float]] = {}
     bounds: list[float] = []
     ladder_runs: dict[tuple[str, int | None], list[tuple[float, float, float]]] = {}

@@ -10,9 +10,9 @@ from rest_framework.exceptions import APIException
 
 # Django reads a multipart body in chunks of its handlers' smallest chunk size (64 KiB by default). Every chunk
 # costs a turn of its pure-Python parser and a write, and under gunicorn a read smaller than the 1 MiB that
-# gunicorn receives at once makes it copy the rest of what it received again on every read. Reading a 5 MB photo
-# cost the worker 26 ms of CPU in 64 KiB chunks, 17 ms in 256 KiB and 14 ms in 1 MiB (BENCHMARKS.md, "12 MP
-# photos"), for about 1 MiB more per upload in flight.
+# gunicorn receives at once makes it copy the rest of what it received again on every read. Parsing a 5 MB photo
+# cost the worker 21 ms of CPU in 64 KiB chunks, 12 ms in 256 KiB and 8-10 ms in 1 MiB (bench/upload_intake.py;
+# BENCHMARKS.md, "12 MP photos"), for about 1 MiB more per upload in flight.
 UPLOAD_CHUNK_BYTES = 1024 * 1024
 
 
