@@ -2,6 +2,7 @@
 
 Run (no database or Redis needed; the photos are bench/photos.py's, made once under /tmp):
     .venv/bin/python bench/upload_intake.py [--rounds 3] [--chunks 65536,262144,1048576] [--ladder-only]
+        [--against /path/to/another/checkout]
 
 A gunicorn of 1 worker x 16 gthread threads serves this file as its WSGI app, one server per measurement, each
 round interleaved.
@@ -17,6 +18,8 @@ round interleaved.
    (``image``, at each chunk size) or after a 500 ms wait that costs no CPU (``image+wait``, the shape of the
    providers' answer, at the checkout's chunk size); photos/s as a share of the image-work bound (bench/photos.py's,
    in the same round), the worker's CPU per photo and its peak RSS growth (VmHWM, reset first, minus VmRSS).
+   ``--against`` runs the ``image`` and ``image+wait`` steps of another checkout too (its ``image_load`` and
+   upload handlers, this file's driver), interleaved with this checkout's in each round.
 """
 
 import argparse
@@ -33,6 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CHUNK = int(os.environ.get("UPLOAD_INTAKE_CHUNK", str(1024 * 1024)))
 MODE = os.environ.get("UPLOAD_INTAKE_MODE", "parse")  # parse, raw, image or image+wait
+CHECKOUT = Path(os.environ.get("UPLOAD_INTAKE_CHECKOUT", str(ROOT)))  # whose image_load the image steps run
 READ_BACK = 64 * 1024  # Pillow's decoder reads its file in blocks of this size
 PROVIDER_WAIT = 0.5  # seconds, as bench/photos.py's providers answer
 
@@ -61,8 +65,8 @@ def _django():
 
 
 def _checkout():
-    """This checkout's settings and ``image_load`` (its upload handlers come with the settings)."""
-    sys.path.insert(0, str(ROOT))
+    """The checkout's settings and ``image_load`` (its upload handlers come with the settings)."""
+    sys.path.insert(0, str(CHECKOUT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "backend.settings")
     import django
 
@@ -149,9 +153,12 @@ class _Connections(threading.local):
         assert response.status == 200, (response.status, answered[:200])
 
 
-def _measure(mode: str, chunk: int | None, bodies: list, clients: int, repeat: int) -> tuple[float, float, float]:
-    """Serve ``mode`` (``chunk``: None for the checkout's own); post ``bodies`` ``repeat`` times from ``clients``
-    after a warm-up: (uploads/s, the worker's CPU milliseconds per upload, its peak RSS growth in MiB)."""
+def _measure(
+    mode: str, chunk: int | None, bodies: list, clients: int, repeat: int, checkout: Path = ROOT
+) -> tuple[float, float, float]:
+    """Serve ``mode`` (``chunk``: None for the checkout's own) with ``checkout``'s image work; post ``bodies``
+    ``repeat`` times from ``clients`` after a warm-up: (uploads/s, the worker's CPU milliseconds per upload, its
+    peak RSS growth in MiB)."""
     from load import free_port
     from photos import PeakRss, cpu_seconds
 
@@ -160,6 +167,7 @@ def _measure(mode: str, chunk: int | None, bodies: list, clients: int, repeat: i
         **os.environ,
         **CHECKOUT_ENV,
         "UPLOAD_INTAKE_MODE": mode,
+        "UPLOAD_INTAKE_CHECKOUT": str(checkout),
         "MALLOC_ARENA_MAX": "2",  # as the production image sets it (Dockerfile)
         **({} if chunk is None else {"UPLOAD_INTAKE_CHUNK": str(chunk)}),
     }
@@ -207,20 +215,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--chunks", default="65536,262144,1048576", help="chunk sizes in bytes, comma-separated")
     parser.add_argument("--ladder-only", action="store_true", help="skip the chunk sizes")
+    parser.add_argument("--against", type=Path, help="another checkout whose image steps run beside this one's")
     args = parser.parse_args()
     chunks = [] if args.ladder_only else [int(chunk) for chunk in args.chunks.split(",")]
     intake, ladder = _bodies(32), _bodies(96)
     print(f"uploads of {statistics.mean(len(body) for body in ladder) / 1e6:.1f} MB on average; rounds interleaved")
     cpu: dict[tuple[str, int], list[float]] = {}
     bounds: list[float] = []
-    ladder_runs: dict[tuple[str, int | None], list[tuple[float, float, float]]] = {}
+    ladder_runs: dict[tuple[str, int | None, Path], list[tuple[float, float, float]]] = {}
+    checkouts = [ROOT] + ([args.against.resolve()] if args.against else [])
     for _ in range(args.rounds):
         for mode in ("parse", "raw"):
             for chunk in chunks:
                 cpu.setdefault((mode, chunk), []).append(_measure(mode, chunk, intake, 8, 3)[1])
         bounds.append(_bound(len(ladder)))
         for mode, chunk in [("image", size) for size in chunks or [None]] + [("image+wait", None)]:
-            ladder_runs.setdefault((mode, chunk), []).append(_measure(mode, chunk, ladder, 16, 1))
+            for checkout in checkouts:
+                run = _measure(mode, chunk, ladder, 16, 1, checkout)
+                ladder_runs.setdefault((mode, chunk, checkout), []).append(run)
     for (mode, chunk), figures in cpu.items():
         print(
             f"{mode:5} {chunk // 1024:5} KiB chunks: worker CPU per upload {statistics.median(figures):5.1f} ms "
@@ -228,11 +240,12 @@ def main() -> None:
         )
     bound, cores = statistics.median(bounds), len(os.sched_getaffinity(0))
     print(f"image-work bound: {bound:.1f} photos/s ({cores * 1000 / bound:.0f} ms of the {cores} cores per photo)")
-    for (mode, chunk), runs in ladder_runs.items():
+    for (mode, chunk, checkout), runs in ladder_runs.items():
         shares = [rate / limit for (rate, _, _), limit in zip(runs, bounds, strict=True)]
         size = "the checkout's chunks" if chunk is None else f"{chunk // 1024} KiB chunks"
+        whose = "" if checkout == ROOT else f" [{checkout}]"
         print(
-            f"{mode:10} ({size}) through gunicorn: {statistics.median(rate for rate, _, _ in runs):.1f} photos/s, "
+            f"{mode:10} ({size}){whose}: {statistics.median(rate for rate, _, _ in runs):.1f} photos/s, "
             f"{statistics.median(shares):.2f} of the bound (rounds {', '.join(f'{share:.2f}' for share in shares)}); "
             f"worker CPU {statistics.median(ms for _, ms, _ in runs):.0f} ms/photo; peak RSS growth "
             f"{statistics.median(mib for _, _, mib in runs):.0f} MiB (rounds {', '.join(f'{m:.0f}' for *_, m in runs)})"

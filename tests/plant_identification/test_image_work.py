@@ -62,6 +62,16 @@ def test_renditions_are_those_of_the_straightforward_path(orientation, icc):
     assert image_normalise(io.BytesIO(data)).renditions == straightforward(data)
 
 
+@pytest.mark.parametrize("size", [(1400, 1050), (320, 240)], ids=["one-size-unscaled", "small"])
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_photo_already_small_enough_keeps_its_pixels_past_the_decode(size, orientation):
+    """The opened image is closed before its copies are encoded: a rendition that needs no scaling is a copy."""
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    data = encode(photo(size), "JPEG", exif=exif, quality=92)
+    assert image_normalise(io.BytesIO(data)).renditions == straightforward(data)
+
+
 def test_a_heic_with_a_profile_is_converted_without_touching_the_decoders_pixels():
     data = encode(photo((800, 600)), "HEIF", icc_profile=SRGB_BYTES)
     assert image_normalise(io.BytesIO(data)).renditions == straightforward(data)
