@@ -69,6 +69,7 @@ def image_normalise(stream: BinaryIO, *, name: str = "image") -> ImageInput:
                 pixels, orientation = _decode(image, max(provider_long_sides().values()))
                 renditions = _renditions(pixels, orientation)
                 del pixels
+                image.close()  # its pixels go with the slot: leaving the ``with`` only drops the file (Pillow 13)
     except ImageRejectedError:
         raise
     except Image.DecompressionBombError as exc:
