@@ -64,8 +64,9 @@ def test_renditions_are_those_of_the_straightforward_path(orientation, icc):
 
 @pytest.mark.parametrize("size", [(1400, 1050), (320, 240)], ids=["one-size-unscaled", "small"])
 @pytest.mark.parametrize("orientation", [1, 6])
-def test_a_photo_already_small_enough_keeps_its_pixels_past_the_decode(size, orientation):
-    """The opened image is closed before its copies are encoded: a rendition that needs no scaling is a copy."""
+def test_a_photo_that_needs_no_scaling_for_a_provider_is_encoded_from_its_decoded_pixels(size, orientation):
+    """One provider's size (1400x1050) or both (320x240) need no scaling: the decoded pixels themselves are turned
+    upright and encoded, as the straightforward path does."""
     exif = Image.Exif()
     exif[0x0112] = orientation
     data = encode(photo(size), "JPEG", exif=exif, quality=92)
